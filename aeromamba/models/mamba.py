@@ -1,0 +1,135 @@
+"""Mamba-1 block (selective state-space model) with the parameter names of `mamba_ssm`'s `Mamba`.
+
+One module, two executions of the same mathematics:
+- on CUDA, when `mamba_ssm` and `causal_conv1d` are installed, their fused kernels;
+- everywhere else `selective_scan`, a portable PyTorch scan computed in float32.
+A state dict saved from either path loads on the other: the parameters are the same.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+try:  # the fused kernels need CUDA; they cannot even be imported on a CPU-only machine
+    from causal_conv1d import causal_conv1d_fn
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+except Exception:  # noqa: BLE001 - ImportError, or an OSError/RuntimeError from a broken CUDA build
+    causal_conv1d_fn = None
+    selective_scan_fn = None
+
+
+def fused_kernels_available() -> bool:
+    """Whether the `mamba_ssm`/`causal_conv1d` CUDA kernels were imported."""
+    return selective_scan_fn is not None and causal_conv1d_fn is not None
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    z: torch.Tensor,
+    delta_bias: torch.Tensor,
+) -> torch.Tensor:
+    """Portable selective scan, computed in float32 whatever the input dtype.
+
+    Shapes: u, delta, z (batch, d_inner, L); A (d_inner, d_state); B, C (batch, d_state, L);
+    D, delta_bias (d_inner,). With Δ = softplus(delta + delta_bias):
+        h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t,   y_t = <C_t, h_t> + D u_t,
+    and the result is y ⊙ SiLU(z), returned in u's dtype, shape (batch, d_inner, L).
+
+    The recurrence runs over time with every step vectorised over batch, channels and state;
+    memory is linear in L.
+    """
+    dtype = u.dtype
+    u, z = u.float(), z.float()
+    delta = F.softplus(delta.float() + delta_bias.float()[:, None])
+    A, B, C = A.float(), B.float(), C.float()
+    # (batch, L, d_inner, d_state): time leading so each step reads a contiguous slab.
+    decay = torch.exp(delta.transpose(1, 2)[..., None] * A)
+    drive = (delta * u).transpose(1, 2)[..., None] * B.transpose(1, 2)[:, :, None, :]
+    readout = C.transpose(1, 2)
+    h = torch.zeros_like(decay[:, 0])
+    ys = []
+    for t in range(u.shape[-1]):
+        h = decay[:, t] * h + drive[:, t]
+        ys.append(torch.einsum("bdn,bn->bd", h, readout[:, t]))
+    y = torch.stack(ys, dim=-1) + u * D.float()[:, None]
+    return (y * F.silu(z)).to(dtype)
+
+
+class Mamba(nn.Module):
+    """Mamba-1 block on (batch, L, d_model) → (batch, L, d_model).
+
+    Parameter names and shapes follow `mamba_ssm.modules.mamba_simple.Mamba`: `in_proj`,
+    `conv1d` (depthwise, causal), `x_proj`, `dt_proj`, `A_log`, `D`, `out_proj`.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(
+            torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1)
+        )
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+        # Mamba's Δ initialisation: softplus(bias) log-uniform in [dt_min, dt_max].
+        bound = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -bound, bound)
+        dt = torch.exp(
+            torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        ).clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        length = hidden.shape[1]
+        xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2·d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        A = -torch.exp(self.A_log.float())
+        fused = fused_kernels_available() and hidden.is_cuda
+        if fused:
+            x = causal_conv1d_fn(
+                x.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu"
+            )
+        else:
+            x = F.silu(self.conv1d(x)[..., :length])
+        dt, B, C = self.x_proj(x.transpose(1, 2)).split(
+            [self.dt_rank, self.d_state, self.d_state], dim=-1
+        )
+        delta = (dt @ self.dt_proj.weight.T).transpose(1, 2)  # bias is added inside the scan
+        B = B.transpose(1, 2).contiguous()
+        C = C.transpose(1, 2).contiguous()
+        if fused:
+            y = selective_scan_fn(
+                x, delta, A, B, C, self.D.float(), z=z,
+                delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+            )
+        else:
+            y = selective_scan(x, delta, A, B, C, self.D, z, self.dt_proj.bias)
+        return self.out_proj(y.transpose(1, 2))
