@@ -130,7 +130,9 @@ class Aero(nn.Module):
         lr_sr: int = 11025,
         hr_sr: int = 44100,
     ) -> None:
+        kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
+        self.kwargs = {**kwargs, "strides": list(strides)}  # what rebuilds this model
         if hr_sr % lr_sr:
             raise ValueError(f"hr_sr ({hr_sr}) must be a multiple of lr_sr ({lr_sr})")
         self.lr_sr, self.hr_sr = lr_sr, hr_sr
@@ -142,9 +144,7 @@ class Aero(nn.Module):
         self.in_hop = hop_length // self.scale
         self.freq_emb_scale = freq_emb
         # Windows are buffers (not in the state dict) so they follow .to() and are built once.
-        self.register_buffer(
-            "in_window", torch.hann_window(nfft // self.scale), persistent=False
-        )
+        self.register_buffer("in_window", torch.hann_window(nfft // self.scale), persistent=False)
         self.register_buffer("out_window", torch.hann_window(nfft), persistent=False)
 
         self.encoder = nn.ModuleList()
@@ -162,9 +162,7 @@ class Aero(nn.Module):
                 lstm=index >= dconv_lstm,
                 attn=index >= dconv_time_attn,
                 mamba=(
-                    None
-                    if index < dconv_mamba
-                    else ("executed" if mamba_executed else "unused")
+                    None if index < dconv_mamba else ("executed" if mamba_executed else "unused")
                 ),
                 mamba_kwargs=dict(d_state=mamba_d_state, d_conv=mamba_d_conv, expand=mamba_expand),
             )

@@ -46,22 +46,22 @@ class WNConv1d(nn.Module):
 class NLayerDiscriminator(nn.Module):
     """One MelGAN discriminator: strided grouped convolutions, returns every layer's output."""
 
-    def __init__(self, ndf: int, n_layers: int, downsampling_factor: int) -> None:
+    def __init__(
+        self, ndf: int, n_layers: int, downsampling_factor: int, max_channels: int = 1024
+    ) -> None:
         super().__init__()
         stride = downsampling_factor
         layers = {
-            "layer_0": nn.Sequential(
-                nn.ReflectionPad1d(7), WNConv1d(1, ndf, 15), nn.LeakyReLU(0.2)
-            )
+            "layer_0": nn.Sequential(nn.ReflectionPad1d(7), WNConv1d(1, ndf, 15), nn.LeakyReLU(0.2))
         }
         nf = ndf
         for n in range(1, n_layers + 1):
-            nf_prev, nf = nf, min(nf * stride, 1024)
+            nf_prev, nf = nf, min(nf * stride, max_channels)
             layers[f"layer_{n}"] = nn.Sequential(
                 WNConv1d(nf_prev, nf, stride * 10 + 1, stride, stride * 5, groups=nf_prev // 4),
                 nn.LeakyReLU(0.2),
             )
-        nf_prev, nf = nf, min(nf * 2, 1024)
+        nf_prev, nf = nf, min(nf * 2, max_channels)
         layers[f"layer_{n_layers + 1}"] = nn.Sequential(
             WNConv1d(nf_prev, nf, 5, padding=2), nn.LeakyReLU(0.2)
         )
@@ -77,15 +77,30 @@ class NLayerDiscriminator(nn.Module):
 
 
 class MultiScaleDiscriminator(nn.Module):
-    """`num_D` discriminators; copy k sees the waveform average-pooled k times."""
+    """`num_D` discriminators; copy k sees the waveform average-pooled k times.
+
+    Channels grow ×downsampling_factor per layer up to `max_channels` (1024 in MelGAN).
+    """
 
     def __init__(
-        self, num_D: int = 3, ndf: int = 16, n_layers: int = 4, downsampling_factor: int = 4
+        self,
+        num_D: int = 3,
+        ndf: int = 16,
+        n_layers: int = 4,
+        downsampling_factor: int = 4,
+        max_channels: int = 1024,
     ) -> None:
         super().__init__()
+        self.kwargs = dict(
+            num_D=num_D,
+            ndf=ndf,
+            n_layers=n_layers,
+            downsampling_factor=downsampling_factor,
+            max_channels=max_channels,
+        )
         self.model = nn.ModuleDict(
             {
-                f"disc_{k}": NLayerDiscriminator(ndf, n_layers, downsampling_factor)
+                f"disc_{k}": NLayerDiscriminator(ndf, n_layers, downsampling_factor, max_channels)
                 for k in range(num_D)
             }
         )

@@ -127,8 +127,15 @@ class Mamba(nn.Module):
         C = C.transpose(1, 2).contiguous()
         if fused:
             y = selective_scan_fn(
-                x, delta, A, B, C, self.D.float(), z=z,
-                delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                x,
+                delta,
+                A,
+                B,
+                C,
+                self.D.float(),
+                z=z,
+                delta_bias=self.dt_proj.bias.float(),
+                delta_softplus=True,
             )
         else:
             y = selective_scan(x, delta, A, B, C, self.D, z, self.dt_proj.bias)

@@ -1,0 +1,47 @@
+"""Shared test helpers: the reference fixtures folder and deterministic weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    """The read-only reference fixtures (`../shared/fixtures`); skip when absent."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"reference fixtures not found at {FIXTURES.resolve()}")
+    return FIXTURES
+
+
+def set_deterministic_weights(model: nn.Module) -> None:
+    """The fixtures' weight rule: for the i-th key in sorted order, b[n] = sin(0.1(n+1) + 0.7i);
+    vectors get 1 + 0.5b, larger tensors b / sqrt(numel of one slice); integers stay 0."""
+    state = model.state_dict()
+    new = {}
+    for index, key in enumerate(sorted(state)):
+        value = state[key]
+        if not value.is_floating_point():
+            new[key] = torch.zeros_like(value)
+            continue
+        n = torch.arange(value.numel(), dtype=torch.float64)
+        b = torch.sin(0.1 * (n + 1) + 0.7 * index).reshape(value.shape)
+        new[key] = 1 + 0.5 * b if value.dim() <= 1 else b / np.sqrt(value[0].numel())
+    model.load_state_dict(new)
+
+
+def golden_input() -> torch.Tensor:
+    """The fixtures' input: 2 s of three sines at 11,025 Hz, (1, 1, 22050) float64."""
+    n = np.arange(22050)
+    x = (
+        0.5 * np.sin(2 * np.pi * 440 * n / 11025)
+        + 0.25 * np.sin(2 * np.pi * 1500 * n / 11025 + 0.3)
+        + 0.1 * np.sin(2 * np.pi * 3100 * n / 11025)
+    )
+    return torch.from_numpy(x).view(1, 1, -1)
