@@ -41,13 +41,14 @@ def random_inputs(length, batch=2, d_inner=3, d_state=4, seed=0):
 
 
 @pytest.mark.parametrize("length", [1, 7, 200, 1001])
-def test_scan_matches_sequential_reference(length):
+@pytest.mark.parametrize("block", [1, 5, 16])
+def test_scan_matches_sequential_reference(length, block):
     inputs = random_inputs(
         length, batch=2 if length < 1001 else 1, d_inner=3 if length < 1001 else 2
     )
     ours = {k: v.clone().requires_grad_() for k, v in inputs.items()}
     ref = {k: v.clone().requires_grad_() for k, v in inputs.items()}
-    y = selective_scan(**ours)
+    y = selective_scan(**ours, block=block)
     y_ref = reference_scan(**ref)
     assert torch.allclose(y, y_ref, atol=1e-5, rtol=1e-5)
     weights = torch.randn_like(y)

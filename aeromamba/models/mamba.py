@@ -36,6 +36,7 @@ def selective_scan(
     D: torch.Tensor,
     z: torch.Tensor,
     delta_bias: torch.Tensor,
+    block: int = 16,
 ) -> torch.Tensor:
     """Portable selective scan, computed in float32 whatever the input dtype.
 
@@ -44,24 +45,101 @@ def selective_scan(
         h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t,   y_t = <C_t, h_t> + D u_t,
     and the result is y ⊙ SiLU(z), returned in u's dtype, shape (batch, d_inner, L).
 
-    The recurrence runs over time with every step vectorised over batch, channels and state;
-    memory is linear in L.
+    The recurrence runs over time in blocks of `block` steps (see `_BlockScan`): memory does
+    not grow with L beyond the inputs and outputs, and gradients recompute the states.
     """
     dtype = u.dtype
     u, z = u.float(), z.float()
     delta = F.softplus(delta.float() + delta_bias.float()[:, None])
-    A, B, C = A.float(), B.float(), C.float()
-    # (batch, L, d_inner, d_state): time leading so each step reads a contiguous slab.
-    decay = torch.exp(delta.transpose(1, 2)[..., None] * A)
-    drive = (delta * u).transpose(1, 2)[..., None] * B.transpose(1, 2)[:, :, None, :]
-    readout = C.transpose(1, 2)
-    h = torch.zeros_like(decay[:, 0])
-    ys = []
-    for t in range(u.shape[-1]):
-        h = decay[:, t] * h + drive[:, t]
-        ys.append(torch.einsum("bdn,bn->bd", h, readout[:, t]))
-    y = torch.stack(ys, dim=-1) + u * D.float()[:, None]
+    y = _BlockScan.apply(u, delta, A.float(), B.float(), C.float(), block)
+    y = y + u * D.float()[:, None]
     return (y * F.silu(z)).to(dtype)
+
+
+def _scan_block(decay: torch.Tensor, states: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """In place: states[t] ← decay[t] ⊙ states[t-1] + states[t], with states[-1] = h.
+
+    decay, states: (T, batch, d_inner, d_state), time-major so each step is contiguous.
+    """
+    states[0].addcmul_(decay[0], h)
+    for t in range(1, states.shape[0]):
+        states[t].addcmul_(decay[t], states[t - 1])
+    return states
+
+
+class _BlockScan(torch.autograd.Function):
+    """y_t = <C_t, h_t>, h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t, over blocks of time.
+
+    Each block builds its decays and inputs (block, batch, d_inner, d_state), runs the
+    recurrence in place and contracts with C; only the state entering each block is kept
+    for the backward pass, which recomputes a block's states and runs the adjoint
+    recurrence λ_t = C_t g_t + exp(Δ_{t+1} A) ⊙ λ_{t+1} backwards in the same way.
+    Inputs: u, Δ (batch, d_inner, L); A (d_inner, d_state); B, C (batch, d_state, L).
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, block):  # noqa: ANN001, ANN205 - autograd signature
+        batch, d_inner, length = u.shape
+        ut, dt = u.permute(2, 0, 1), delta.permute(2, 0, 1)  # (L, batch, d_inner) views
+        bt, ct = B.permute(2, 0, 1), C.permute(2, 0, 1)  # (L, batch, d_state)
+        y = u.new_empty(length, batch, d_inner)
+        h = u.new_zeros(batch, d_inner, A.shape[1])
+        starts = []
+        for s in range(0, length, block):
+            e = min(s + block, length)
+            starts.append(h)
+            decay = torch.exp(dt[s:e, ..., None] * A)
+            states = (dt[s:e] * ut[s:e])[..., None] * bt[s:e, :, None, :]
+            h = _scan_block(decay, states, h)[-1].clone()
+            y[s:e] = torch.einsum("tbdn,tbn->tbd", states, ct[s:e])
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
+        ctx.block = block
+        return y.permute(1, 2, 0)
+
+    @staticmethod
+    def backward(ctx, grad_y):  # noqa: ANN001, ANN205
+        u, delta, A, B, C, starts = ctx.saved_tensors
+        block = ctx.block
+        length = u.shape[-1]
+        ut, dt = u.permute(2, 0, 1), delta.permute(2, 0, 1)
+        bt, ct = B.permute(2, 0, 1), C.permute(2, 0, 1)
+        gt = grad_y.float().permute(2, 0, 1)
+        grad_u, grad_delta = torch.empty_like(ut), torch.empty_like(dt)
+        grad_B, grad_C = torch.empty_like(bt), torch.empty_like(ct)
+        grad_A = torch.zeros_like(A)
+        carry = None  # exp(Δ_e A) ⊙ λ_e from the block after the current one
+        for index in reversed(range(len(starts))):
+            s = index * block
+            e = min(s + block, length)
+            decay = torch.exp(dt[s:e, ..., None] * A)
+            drive = (dt[s:e] * ut[s:e])[..., None]  # (T, batch, d_inner, 1)
+            states = drive * bt[s:e, :, None, :]
+            _scan_block(decay, states, starts[index])
+            adjoint = gt[s:e, ..., None] * ct[s:e, :, None, :]
+            if carry is not None:
+                adjoint[-1] += carry
+            for t in range(e - s - 2, -1, -1):
+                adjoint[t].addcmul_(decay[t + 1], adjoint[t + 1])
+            carry = decay[0] * adjoint[0]
+            previous = torch.cat([starts[index][None], states[:-1]])
+            # d/d(Δ A) of the decay term, then the input term Δ u B.
+            grad_log_decay = adjoint * previous * decay
+            grad_A += torch.einsum("tbdn,tbd->dn", grad_log_decay, dt[s:e])
+            grad_drive = torch.einsum("tbdn,tbn->tbd", adjoint, bt[s:e])
+            grad_delta[s:e] = (grad_log_decay * A).sum(-1) + grad_drive * ut[s:e]
+            grad_u[s:e] = grad_drive * dt[s:e]
+            grad_B[s:e] = torch.einsum("tbdn,tbd->tbn", adjoint, drive[..., 0])
+            grad_C[s:e] = torch.einsum("tbdn,tbd->tbn", states, gt[s:e])
+        to_input = lambda g: g.permute(1, 2, 0)  # noqa: E731
+        return (
+            to_input(grad_u),
+            to_input(grad_delta),
+            grad_A,
+            to_input(grad_B),
+            to_input(grad_C),
+            None,
+        )
 
 
 class Mamba(nn.Module):
