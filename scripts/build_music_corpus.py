@@ -461,10 +461,16 @@ def strip_repeats(score: Any) -> None:
             element.activeSite.remove(element)
 
 
-def score_to_music(score: Any) -> Music:
-    """Expand repeats, export with music21's MIDI writer and read back notes, tempos and bars."""
+def score_to_music(score: Any, want_key: bool = False) -> Music:
+    """Expand repeats, export with music21's MIDI writer and read back notes, tempos and bars.
+
+    The key is only analysed when `want_key` (it is slow on long scores); else C major.
+    """
     from music21 import meter, midi, repeat, stream, tempo
 
+    for part in score.parts:
+        if not part.hasMeasures():  # some ABC voices come unbarred; repeats need bars
+            part.makeMeasures(inPlace=True)
     try:
         expanded = score.expandRepeats()
     except repeat.ExpanderException:
@@ -522,11 +528,13 @@ def score_to_music(score: Any) -> Music:
     marked = any(
         m.number is not None for m in expanded.recurse().getElementsByClass(tempo.MetronomeMark)
     )
-    try:
-        analysed = score.analyze("key")
-        tonic, minor = analysed.tonic.pitchClass, analysed.mode == "minor"
-    except Exception:  # key finding fails on odd scores; C major only affects folk chords
-        tonic, minor = 0, False
+    tonic, minor = 0, False
+    if want_key:
+        try:
+            analysed = score.analyze("key")
+            tonic, minor = analysed.tonic.pitchClass, analysed.mode == "minor"
+        except Exception:  # key finding fails on odd scores; C major then, only for chords
+            pass
     md = score.metadata
     title = (md.title or md.movementName or "") if md else ""
     composer = (md.composer or "") if md else ""
@@ -1093,7 +1101,7 @@ def arrange_piece(
     except Exception as err:  # music21 raises many types for files it cannot read
         raise PieceError(f"parse failed: {type(err).__name__}: {err}") from err
     try:
-        music = score_to_music(score)
+        music = score_to_music(score, want_key=arr.kind == "band")
     except PieceError:
         raise
     except Exception as err:
@@ -1392,11 +1400,19 @@ def build(args: argparse.Namespace, sf2: Path) -> None:
             done, bad = build_split(pool, order, targets[split], args, sf2, progress)
             records += done
             failed += bad
+    # Files of an earlier build (other seed, target or code) would be read as training data:
+    # move them out of the splits, keeping them for a later rerun that wants them again.
     kept = {r["file"] for r in records}
     for split in SPLITS:
         for wav in sorted((args.out / split).glob("*.wav")):
-            if f"{split}/{wav.name}" not in kept and not wav.name.startswith("synth_"):
-                print(f"note: {wav} is not part of this build (other seed or target)")
+            meta = meta_path(args.out, split, wav.stem)
+            if f"{split}/{wav.name}" in kept or not meta.is_file():
+                continue
+            unused = args.out / ".unused" / split
+            unused.mkdir(parents=True, exist_ok=True)
+            os.replace(wav, unused / wav.name)
+            os.replace(meta, unused / meta.name)
+            print(f"moved {split}/{wav.name}, not part of this build, to {unused}")
     synthetic = add_synthetic(args)
     write_sources(args.out, args, records, failed, synthetic)
     minutes = {s: sum(r["seconds"] for r in records if r["split"] == s) / 60 for s in SPLITS}
