@@ -51,9 +51,25 @@ def selective_scan(
     dtype = u.dtype
     u, z = u.float(), z.float()
     delta = F.softplus(delta.float() + delta_bias.float()[:, None])
-    y = _BlockScan.apply(u, delta, A.float(), B.float(), C.float(), block)
+    y = block_scan(u, delta, A.float(), B.float(), C.float(), block)
     y = y + u * D.float()[:, None]
     return (y * F.silu(z)).to(dtype)
+
+
+def block_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    block: int = 16,
+) -> torch.Tensor:
+    """The core recurrence y_t = <C_t, h_t>, h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t.
+
+    u, delta (Δ, already positive) (batch, d_inner, L); A (d_inner, d_state);
+    B, C (batch, d_state, L); float32. Returns y (batch, d_inner, L).
+    """
+    return _BlockScan.apply(u, delta, A, B, C, block)
 
 
 def _scan_block(decay: torch.Tensor, states: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

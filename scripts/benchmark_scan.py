@@ -1,0 +1,141 @@
+"""Compare portable selective-scan strategies on AEROMamba's shapes (inference and training).
+
+    python scripts/benchmark_scan.py [--seconds 10] [--repeats 3] [--compile]
+
+Candidates (all float32, same mathematics as `aeromamba.models.mamba.selective_scan`):
+- `step`: one time step per iteration, vectorised over batch, channels and state;
+- `blocked`: the project's scan (time blocks, in-place recurrence, recomputing backward);
+- `chunked-log`: per chunk, h_t = e^{S_t} (h_0 + Σ_s e^{-S_s} b_s) with S the cumulative
+  log-decay, evaluated with cumsum (no Python loop inside a chunk), float64 inside a chunk;
+- `parallel`: Hillis–Steele associative scan of (a, b) pairs, log2(L) vectorised steps;
+- with `--compile`, `torch.compile` of `step` and `blocked` as well.
+The shapes are those of the encoder's Mamba layers for one clip of `--seconds` seconds:
+(sequences, d_inner) = (64, 24), (16, 48), (8, 96), (4, 192); d_state 16.
+Prints a Markdown table of median times and the max error against `step`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from aeromamba.models.mamba import block_scan
+
+SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
+D_STATE = 16
+
+
+def scan_step(u, delta, A, B, C):  # noqa: ANN001, ANN201
+    """One time step per iteration; states kept for autograd."""
+    decay = torch.exp(delta.transpose(1, 2)[..., None] * A)
+    drive = (delta * u).transpose(1, 2)[..., None] * B.transpose(1, 2)[:, :, None, :]
+    h = torch.zeros_like(decay[:, 0])
+    ys = []
+    # unbind, not indexing: the backward of x[:, t] would build a full-size gradient per step
+    for a, b, c in zip(decay.unbind(1), drive.unbind(1), C.unbind(2), strict=True):
+        h = a * h + b
+        ys.append(torch.einsum("bdn,bn->bd", h, c))
+    return torch.stack(ys, dim=-1)
+
+
+def scan_chunked_log(u, delta, A, B, C, chunk: int = 32):  # noqa: ANN001, ANN201
+    """Closed form inside chunks via cumulative sums; sequential only across chunks."""
+    batch, d_inner, length = u.shape
+    y = []
+    h = u.new_zeros(batch, d_inner, A.shape[1], dtype=torch.float64)
+    for s in range(0, length, chunk):
+        e = min(s + chunk, length)
+        log_decay = (delta[..., s:e, None] * A[:, None, :]).double()  # (b, d, T, n)
+        cum = log_decay.cumsum(dim=2)
+        drive = ((delta * u)[..., s:e, None] * B[:, None, :, s:e].transpose(2, 3)).double()
+        inner = (drive * torch.exp(-cum)).cumsum(dim=2)
+        states = torch.exp(cum) * (h[:, :, None, :] + inner)
+        h = states[:, :, -1]
+        y.append(torch.einsum("bdtn,bnt->bdt", states, C[..., s:e].double()))
+    return torch.cat(y, dim=-1).float()
+
+
+def scan_parallel(u, delta, A, B, C):  # noqa: ANN001, ANN201
+    """Hillis–Steele inclusive scan of h_t = a_t h_{t-1} + b_t over the whole sequence."""
+    a = torch.exp(delta[..., None] * A[:, None, :])  # (b, d, L, n)
+    b = (delta * u)[..., None] * B.transpose(1, 2)[:, None]
+    step = 1
+    while step < a.shape[2]:
+        b = torch.cat([b[:, :, :step], a[:, :, step:] * b[:, :, :-step] + b[:, :, step:]], 2)
+        a = torch.cat([a[:, :, :step], a[:, :, step:] * a[:, :, :-step]], 2)
+        step *= 2
+    return torch.einsum("bdtn,bnt->bdt", b, C)
+
+
+def make_inputs(sequences: int, d_inner: int, length: int, grad: bool) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(sequences, d_inner, length, generator=g)
+    delta = F.softplus(torch.randn(sequences, d_inner, length, generator=g) - 2)
+    A = -torch.exp(torch.log(torch.arange(1, D_STATE + 1.0))).repeat(d_inner, 1)
+    B = torch.randn(sequences, D_STATE, length, generator=g)
+    C = torch.randn(sequences, D_STATE, length, generator=g)
+    return [t.requires_grad_(grad) for t in (u, delta, A, B, C)]
+
+
+def measure(fn: Callable, length: int, grad: bool, repeats: int) -> tuple[float, torch.Tensor]:
+    """Median seconds over `repeats` runs (after one warm-up) for all layer shapes."""
+    times, outputs = [], []
+    for attempt in range(repeats + 1):
+        start = time.perf_counter()
+        outputs = []
+        for sequences, d_inner in SHAPES:
+            inputs = make_inputs(sequences, d_inner, length, grad)
+            if grad:
+                out = fn(*inputs)
+                out.square().sum().backward()
+            else:
+                with torch.inference_mode():
+                    out = fn(*inputs)
+            outputs.append(out.detach().flatten())
+        if attempt:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), torch.cat(outputs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile")
+    args = parser.parse_args()
+    length = int(args.seconds * 11025 / 64) + 1
+    candidates: dict[str, Callable] = {
+        "step": scan_step,
+        "blocked (project)": block_scan,
+        "chunked-log": scan_chunked_log,
+        "parallel": scan_parallel,
+    }
+    if args.compile:
+        candidates["step + compile"] = torch.compile(scan_step, dynamic=True)
+        candidates["blocked + compile"] = torch.compile(block_scan, dynamic=True)
+    print(
+        f"{length} frames ({args.seconds:g} s of 11.025 kHz audio), threads "
+        f"{torch.get_num_threads()}\n"
+    )
+    print("| scan | inference (s) | forward+backward (s) | max abs error vs step |")
+    print("| --- | --- | --- | --- |")
+    reference = None
+    for name, fn in candidates.items():
+        try:
+            infer, out = measure(fn, length, grad=False, repeats=args.repeats)
+            train, _ = measure(fn, length, grad=True, repeats=max(1, args.repeats // 2))
+        except Exception as err:  # noqa: BLE001 - a candidate that fails is reported, not fatal
+            print(f"| {name} | failed: {type(err).__name__}: {err} | | |")
+            continue
+        reference = out if reference is None else reference
+        error = (out - reference).abs().max().item()
+        print(f"| {name} | {infer:.3f} | {train:.3f} | {error:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
