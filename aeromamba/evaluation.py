@@ -1,0 +1,420 @@
+"""Scoring systems against references, the statistics of the paper's tables, and the reports.
+
+One documented way to compute every number:
+- signals are mono (channels averaged) at the reference's rate (44.1 kHz); an estimate at
+  another rate is an error for that item, not silently resampled; lengths may differ by at
+  most `MAX_LENGTH_MISMATCH` samples (resampler rounding) and are then cut to the shorter;
+- per item and metric, a failure is recorded with its reason and counted in `failed`; it is
+  never replaced by a number and never averaged in;
+- a system's mean comes with a 95% confidence interval (Student t, n − 1 degrees of freedom);
+- systems are compared pairwise per metric with the two-sided Mann–Whitney U test.
+Metric names: `lsd`, `lsd_hf`, `lsd_lf` (lower is better), `visqol` (higher is better),
+`paqm` (raw P, lower is better).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from aeromamba.files import atomic_path
+
+METRICS = ("lsd", "lsd_hf", "lsd_lf", "visqol", "paqm")
+LOWER_IS_BETTER = {"lsd": True, "lsd_hf": True, "lsd_lf": True, "visqol": False, "paqm": True}
+MAX_LENGTH_MISMATCH = 64
+LOWRES = "low resolution"
+
+
+@dataclass
+class ItemResult:
+    """The scores of one system on one item; `errors` maps a metric to why it failed."""
+
+    system: str
+    item: str
+    scores: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def align(estimate: np.ndarray, reference: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mono 1-D float64 pair of equal length; raises ValueError naming `name` otherwise."""
+    est = np.asarray(estimate, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    est = est.mean(axis=0) if est.ndim == 2 else est
+    ref = ref.mean(axis=0) if ref.ndim == 2 else ref
+    if abs(len(est) - len(ref)) > MAX_LENGTH_MISMATCH:
+        raise ValueError(
+            f"{name}: estimate has {len(est)} samples, reference {len(ref)} "
+            f"(more than {MAX_LENGTH_MISMATCH} apart)"
+        )
+    n = min(len(est), len(ref))
+    return est[:n], ref[:n]
+
+
+def metric_functions(metrics: Sequence[str], sr: int) -> dict[str, Callable]:
+    """name → f(estimate, reference, name) -> float for the requested metrics at rate `sr`."""
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
+    functions: dict[str, Callable] = {}
+    lsd_names = [m for m in metrics if m.startswith("lsd")]
+    if lsd_names:
+        from aeromamba.metrics.lsd import lsd_bands
+
+        bands = {"lsd": "full", "lsd_hf": "high", "lsd_lf": "low"}
+
+        def lsd_metric(est: np.ndarray, ref: np.ndarray, metric: str) -> float:
+            return float(lsd_bands(est, ref, sr=sr, bands=(bands[metric],))[metric])
+
+        for metric in lsd_names:
+            functions[metric] = lambda e, r, _n, m=metric: lsd_metric(e, r, m)
+    if "visqol" in metrics:
+        from aeromamba.metrics.visqol import visqol
+
+        functions["visqol"] = lambda e, r, _n: float(visqol(e, r, sr))
+    if "paqm" in metrics:
+        from aeromamba.metrics.paqm import paqm
+
+        functions["paqm"] = lambda e, r, n: float(paqm(e, r, sr=sr, name=n))
+    return {m: functions[m] for m in metrics}
+
+
+def score_item(
+    system: str,
+    item: str,
+    estimate: np.ndarray,
+    reference: np.ndarray,
+    functions: dict[str, Callable],
+) -> ItemResult:
+    """Score one estimate; every failure is kept with its reason."""
+    result = ItemResult(system, item)
+    try:
+        est, ref = align(estimate, reference, f"{system}/{item}")
+    except ValueError as err:
+        result.errors = {metric: str(err) for metric in functions}
+        return result
+    for metric, fn in functions.items():
+        try:
+            value = fn(est, ref, f"{system}/{item}")
+            if not math.isfinite(value):
+                raise ValueError(f"{metric} is {value}")
+            result.scores[metric] = value
+        except Exception as err:  # noqa: BLE001 - any metric failure is reported per item
+            result.errors[metric] = f"{type(err).__name__}: {err}"
+    return result
+
+
+def failed_item(system: str, item: str, reason: str, metrics: Iterable[str]) -> ItemResult:
+    """An item a system has no usable output for (missing or unreadable file)."""
+    return ItemResult(system, item, errors={metric: reason for metric in metrics})
+
+
+def summarize(results: Sequence[ItemResult], metrics: Sequence[str]) -> dict[str, Any]:
+    """system → metric → {"mean", "ci95", "n", "failed"} (None where nothing was measured)."""
+    summary: dict[str, Any] = {}
+    for system in dict.fromkeys(r.system for r in results):
+        rows = [r for r in results if r.system == system]
+        summary[system] = {}
+        for metric in metrics:
+            values = np.array([r.scores[metric] for r in rows if metric in r.scores])
+            failed = sum(metric in r.errors for r in rows)
+            mean = float(values.mean()) if len(values) else None
+            ci95 = None
+            if len(values) > 1:
+                sem = values.std(ddof=1) / math.sqrt(len(values))
+                ci95 = float(stats.t.ppf(0.975, len(values) - 1) * sem)
+            summary[system][metric] = {
+                "mean": mean,
+                "ci95": ci95,
+                "n": len(values),
+                "failed": failed,
+            }
+    return summary
+
+
+def pairwise_tests(results: Sequence[ItemResult], metrics: Sequence[str]) -> dict[str, Any]:
+    """metric → "A vs B" → two-sided Mann–Whitney U p-value (None with < 1 value a side)."""
+    systems = list(dict.fromkeys(r.system for r in results))
+    tests: dict[str, Any] = {}
+    for metric in metrics:
+        tests[metric] = {}
+        for a, b in combinations(systems, 2):
+            xa = [r.scores[metric] for r in results if r.system == a and metric in r.scores]
+            xb = [r.scores[metric] for r in results if r.system == b and metric in r.scores]
+            p = None
+            if xa and xb:
+                p = float(stats.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
+            tests[metric][f"{a} vs {b}"] = p
+    return tests
+
+
+def _fmt(entry: dict[str, Any]) -> str:
+    if entry["mean"] is None:
+        return "—"
+    ci = f" ± {entry['ci95']:.3f}" if entry["ci95"] is not None else ""
+    return f"{entry['mean']:.3f}{ci}"
+
+
+def markdown_summary(summary: dict[str, Any], tests: dict[str, Any], metrics: Sequence[str]) -> str:
+    """The summary table (mean ± 95% CI, n, failures) and the p-value tables, in Markdown."""
+    arrows = {m: "↓" if LOWER_IS_BETTER[m] else "↑" for m in metrics}
+    header = (
+        "| system | "
+        + " | ".join(f"{m.upper().replace('_', '-')} {arrows[m]}" for m in metrics)
+        + " | n | failed |"
+    )
+    lines = [header, "|" + " --- |" * (len(metrics) + 3)]
+    for system, row in summary.items():
+        n = max(row[m]["n"] for m in metrics)
+        failed = sum(row[m]["failed"] for m in metrics)
+        cells = " | ".join(_fmt(row[m]) for m in metrics)
+        lines.append(f"| {system} | {cells} | {n} | {failed} |")
+    lines += [
+        "",
+        "Mean ± 95% confidence interval (Student t). PAQM is the raw P "
+        "(lower is better); ViSQOL is MOS-LQO in audio mode at 48 kHz.",
+        "",
+    ]
+    if any(tests[m] for m in metrics):
+        lines += [
+            "Pairwise two-sided Mann–Whitney U p-values:",
+            "",
+            "| pair | " + " | ".join(metrics) + " |",
+            "|" + " --- |" * (len(metrics) + 1),
+        ]
+        for pair in next(iter(tests.values())):
+            cells = " | ".join(
+                "—" if tests[m][pair] is None else f"{tests[m][pair]:.2g}" for m in metrics
+            )
+            lines.append(f"| {pair} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def failures(results: Sequence[ItemResult]) -> list[str]:
+    """One line per failed (system, item, metric)."""
+    return [
+        f"{r.system} / {r.item} / {metric}: {reason}"
+        for r in results
+        for metric, reason in r.errors.items()
+    ]
+
+
+def write_results(
+    out: str | os.PathLike, results: Sequence[ItemResult], metrics: Sequence[str]
+) -> dict[str, Any]:
+    """Write `per_item.csv`, `summary.json` and `summary.md` into `out`; returns the summary."""
+    out = Path(out)
+    summary = summarize(results, metrics)
+    tests = pairwise_tests(results, metrics)
+    with atomic_path(out / "per_item.csv") as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["system", "item", *metrics, "errors"])
+            for r in results:
+                writer.writerow(
+                    [
+                        r.system,
+                        r.item,
+                        *(r.scores.get(m, "") for m in metrics),
+                        "; ".join(f"{m}: {e}" for m, e in r.errors.items()),
+                    ]
+                )
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    markdown = markdown_summary(summary, tests, metrics)
+    problems = failures(results)
+    if problems:
+        markdown += "\nFailures:\n\n" + "\n".join(f"- {p}" for p in problems) + "\n"
+    with atomic_path(out / "summary.md") as tmp:
+        tmp.write_text(markdown)
+    return summary
+
+
+def write_html_report(
+    out: str | os.PathLike,
+    summary_markdown: str,
+    items: Sequence[dict[str, Any]],
+) -> Path:
+    """One static page: the summary table, then per item an audio player and a spectrogram
+    for each signal. `items`: [{"name", "audio": {label: relpath}, "spectrogram": relpath}]
+    with paths relative to `out`."""
+    out = Path(out)
+    rows = []
+    for item in items:
+        players = "".join(
+            f"<figure><figcaption>{html.escape(label)}</figcaption>"
+            f'<audio controls preload="none" src="{html.escape(path)}"></audio></figure>'
+            for label, path in item["audio"].items()
+        )
+        picture = (
+            f'<img src="{html.escape(item["spectrogram"])}" alt="spectrograms">'
+            if item.get("spectrogram")
+            else ""
+        )
+        rows.append(
+            f"<section><h2>{html.escape(item['name'])}</h2>"
+            f'<div class="players">{players}</div>{picture}</section>'
+        )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>AEROMamba evaluation</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
+.players {{ display: flex; flex-wrap: wrap; gap: 1em; }} figure {{ margin: 0; }}
+img {{ max-width: 100%; }} section {{ border-top: 1px solid #ddd; margin-top: 1.5em; }}
+</style></head><body>
+<h1>AEROMamba evaluation</h1>
+{_markdown_table_to_html(summary_markdown)}
+{"".join(rows)}
+</body></html>
+"""
+    path = out / "report.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(page)
+    return path
+
+
+def _markdown_table_to_html(markdown: str) -> str:
+    """The Markdown of `markdown_summary` as HTML: tables as tables, other lines as text."""
+    blocks, table = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not all(set(c) <= {"-", " "} for c in cells):
+                table.append(cells)
+            continue
+        if table:
+            head, *body = table
+            blocks.append(
+                "<table><tr>"
+                + "".join(f"<th>{html.escape(c)}</th>" for c in head)
+                + "</tr>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                    for row in body
+                )
+                + "</table>"
+            )
+            table = []
+        if line.strip():
+            blocks.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
+    return "\n".join(blocks)
+
+
+def _find_pair(folder: Path, relative: Path) -> Path | None:
+    """`folder/relative`, or a file with the same stem and another audio extension."""
+    exact = folder / relative
+    if exact.is_file():
+        return exact
+    from aeromamba.audio import AUDIO_EXTENSIONS
+
+    for ext in AUDIO_EXTENSIONS:
+        candidate = (folder / relative).with_suffix(ext)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation produced: per-item results, the summary and the files written."""
+
+    results: list[ItemResult]
+    summary: dict[str, Any]
+    out: Path
+
+    @property
+    def failures(self) -> list[str]:
+        return failures(self.results)
+
+
+def evaluate_folders(
+    reference: str | os.PathLike,
+    estimates: dict[str, str | os.PathLike],
+    out: str | os.PathLike,
+    lowres: str | os.PathLike | None = None,
+    metrics: Sequence[str] = METRICS,
+    report: bool = False,
+    report_items: int = 20,
+    sr: int = 44100,
+) -> Evaluation:
+    """Score estimate folders (and the soxr-upsampled low-resolution folder) against the
+    reference folder, pairing files by relative path; write the results into `out`."""
+    from tqdm import tqdm
+
+    from aeromamba.audio import AudioError, list_audio_files, read_audio, resample
+
+    reference = Path(reference)
+    references = list_audio_files(reference)
+    if not references:
+        raise FileNotFoundError(f"{reference}: no audio files")
+    systems: dict[str, Path] = {}
+    if lowres is not None:
+        systems[LOWRES] = Path(lowres)
+    systems.update({name: Path(folder) for name, folder in estimates.items()})
+    functions = metric_functions(metrics, sr)
+    results: list[ItemResult] = []
+    report_entries: list[dict[str, Any]] = []
+    for ref_path in tqdm(references, desc="evaluating", unit="file"):
+        relative = ref_path.relative_to(reference) if reference.is_dir() else Path(ref_path.name)
+        item = relative.as_posix()
+        try:
+            ref, ref_sr = read_audio(ref_path)
+            if ref_sr != sr:
+                raise AudioError(f"{ref_path}: reference at {ref_sr} Hz, expected {sr} Hz")
+        except AudioError as err:
+            results += [failed_item(s, item, f"reference: {err}", metrics) for s in systems]
+            continue
+        signals = {"reference": ref.mean(axis=0)}
+        for system, folder in systems.items():
+            path = _find_pair(folder, relative)
+            if path is None:
+                results.append(failed_item(system, item, f"missing in {folder}", metrics))
+                continue
+            try:
+                audio, rate = read_audio(path)
+                if system == LOWRES:
+                    audio = resample(audio, rate, sr)
+                elif rate != sr:
+                    raise AudioError(f"{path}: estimate at {rate} Hz, expected {sr} Hz")
+            except AudioError as err:
+                results.append(failed_item(system, item, str(err), metrics))
+                continue
+            signals[system] = audio.mean(axis=0)
+            results.append(score_item(system, item, audio, ref, functions))
+        if report and len(report_entries) < report_items:
+            report_entries.append(_report_entry(Path(out), item, signals, sr))
+    summary = write_results(out, results, metrics)
+    if report:
+        write_html_report(out, (Path(out) / "summary.md").read_text(), report_entries)
+    return Evaluation(results, summary, Path(out))
+
+
+def _report_entry(out: Path, item: str, signals: dict[str, np.ndarray], sr: int) -> dict:
+    """Write an item's audio (16-bit WAV) and spectrogram PNG for the HTML report."""
+    from aeromamba.audio import write_audio
+    from aeromamba.plots import plot_spectrograms
+
+    stem = Path(item).with_suffix("")
+    audio = {}
+    for label, signal in signals.items():
+        relative = Path("audio") / _slug(label) / stem.with_suffix(".wav")
+        write_audio(out / relative, signal[None].astype(np.float32), sr, subtype="PCM_16")
+        audio[label] = relative.as_posix()
+    picture = Path("spectrograms") / stem.with_suffix(".png")
+    plot_spectrograms({k: (v, sr) for k, v in signals.items()}, out / picture, title=item)
+    return {"name": item, "audio": audio, "spectrogram": picture.as_posix()}
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
