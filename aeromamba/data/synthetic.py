@@ -37,21 +37,27 @@ class Timbre:
     formant: np.ndarray  # per-harmonic gain, fixed for the instrument
 
 
+# Ranges drawn per clip for Timbre's fields, in order; None: steady brightness.
+# fmt: off
+TIMBRE_RANGES: dict[str, tuple[tuple[float, float] | None, ...]] = {
+    #         tilt        even        attack          decay       sustain     release
+    #         vibrato         bright_decay
+    "pad":   ((1.0, 1.4), (0.6, 1.0), (0.08, 0.4),    (0.2, 0.6), (0.6, 0.9), (0.2, 0.6),
+              (0.002, 0.005), None),
+    "pluck": ((0.7, 1.1), (0.7, 1.0), (0.002, 0.006), (0.8, 2.0), (0.0, 0.0), (0.05, 0.2),
+              (0.0, 0.0),     (0.1, 0.4)),
+    "lead":  ((0.6, 1.1), (0.2, 1.0), (0.01, 0.08),   (0.1, 0.3), (0.5, 0.8), (0.05, 0.2),
+              (0.004, 0.01),  (0.3, 1.0)),
+    "bass":  ((1.3, 1.8), (0.5, 1.0), (0.005, 0.02),  (0.2, 0.5), (0.4, 0.7), (0.05, 0.15),
+              (0.0, 0.0),     (0.2, 0.5)),
+}
+# fmt: on
+
+
 def _timbre(rng: np.random.Generator, kind: str) -> Timbre:
-    """Draw the parameters of one instrument of `kind` (pad, pluck, lead, bass)."""
-    formant = np.exp(rng.normal(0.0, 0.35, TABLE_SIZE // 2))
-    u = rng.uniform
-    if kind == "pad":
-        return Timbre(u(1.0, 1.4), u(0.6, 1.0), u(0.08, 0.4), u(0.2, 0.6), u(0.6, 0.9),
-                      u(0.2, 0.6), u(0.002, 0.005), None, formant)
-    if kind == "pluck":
-        return Timbre(u(0.7, 1.1), u(0.7, 1.0), u(0.002, 0.006), u(0.8, 2.0), 0.0,
-                      u(0.05, 0.2), 0.0, u(0.1, 0.4), formant)
-    if kind == "lead":
-        return Timbre(u(0.6, 1.1), u(0.2, 1.0), u(0.01, 0.08), u(0.1, 0.3), u(0.5, 0.8),
-                      u(0.05, 0.2), u(0.004, 0.01), u(0.3, 1.0), formant)
-    return Timbre(u(1.3, 1.8), u(0.5, 1.0), u(0.005, 0.02), u(0.2, 0.5), u(0.4, 0.7),
-                  u(0.05, 0.15), 0.0, u(0.2, 0.5), formant)
+    """Draw one instrument of `kind` (a key of TIMBRE_RANGES)."""
+    values = [None if r is None else rng.uniform(*r) for r in TIMBRE_RANGES[kind]]
+    return Timbre(*values, formant=np.exp(rng.normal(0.0, 0.35, TABLE_SIZE // 2)))
 
 
 def _wavetable(timbre: Timbre, f0: float, sr: int, dark: bool) -> np.ndarray:
