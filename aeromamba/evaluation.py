@@ -418,3 +418,44 @@ def _report_entry(out: Path, item: str, signals: dict[str, np.ndarray], sr: int)
 
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def evaluate_excerpts(
+    excerpts: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    systems: dict[str, Callable[[np.ndarray], np.ndarray]],
+    out: str | os.PathLike,
+    metrics: Sequence[str] = METRICS,
+    report: bool = False,
+    report_items: int = 20,
+    lr_sr: int = 11025,
+    sr: int = 44100,
+) -> Evaluation:
+    """Score systems on (name, low-res (L,), reference (4L,)) excerpts; the low-resolution
+    baseline (soxr VHQ upsampling of the input) is always the first row.
+
+    `systems` maps a name to a function from the low-resolution excerpt to a 44.1 kHz one.
+    """
+    from tqdm import tqdm
+
+    from aeromamba.audio import resample
+
+    functions = metric_functions(metrics, sr)
+    everything = {LOWRES: lambda lr: resample(lr[None], lr_sr, sr)[0], **systems}
+    results: list[ItemResult] = []
+    report_entries: list[dict[str, Any]] = []
+    for name, lr, hr in tqdm(excerpts, desc="evaluating", unit="excerpt"):
+        signals = {"reference": hr}
+        for system, upsample in everything.items():
+            try:
+                estimate = upsample(lr)
+            except Exception as err:  # noqa: BLE001 - a failing system is reported per item
+                results.append(failed_item(system, name, f"{type(err).__name__}: {err}", metrics))
+                continue
+            signals[system] = estimate
+            results.append(score_item(system, name, estimate, hr, functions))
+        if report and len(report_entries) < report_items:
+            report_entries.append(_report_entry(Path(out), name, signals, sr))
+    summary = write_results(out, results, metrics)
+    if report:
+        write_html_report(out, (Path(out) / "summary.md").read_text(), report_entries)
+    return Evaluation(results, summary, Path(out))
