@@ -6,14 +6,27 @@ after the attack; a drum kit adds kicks, snares, hi-hats and crash cymbals. Sect
 arrangement and loudness. Harmonics reach 19.5 kHz (below 0.45·sr) and the cymbals are
 high-passed noise, so there is plenty above 5.5 kHz, the band an 11.025 kHz -> 44.1 kHz model
 must restore.
+
+`write_synthetic_corpus` (and `scripts/make_synthetic_corpus.py`) turns clips of it into a
+seeded corpus of 44.1 kHz WAVs split into train/valid/test, ready for `aeromamba.data.prepare`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import signal
+from tqdm import tqdm
+
+from aeromamba.audio import write_audio
+from aeromamba.data.prepare import HR_SR, map_in_processes, split_counts
+from aeromamba.files import atomic_path
 
 TABLE_SIZE = 8192  # one period of a wavetable; 4096 harmonics fit, enough down to ~5 Hz
 MAX_PARTIAL_HZ = 19500.0
@@ -238,3 +251,71 @@ def music_clip(duration: float, sr: int = 44100, seed: int = 0) -> np.ndarray:
     mix = (music + drums_mix) * loudness
     peak = 10.0 ** (rng.uniform(-12.0, -1.0) / 20.0)
     return (mix * (peak / (np.abs(mix).max() + 1e-12))).astype(np.float32)
+
+
+LONG_TEST_SECONDS = 50.0  # one test clip long enough for two 10-s excerpts taken every 40 s
+CLIP_SECONDS = (10.0, 40.0)
+PLAN_FILE = "synthetic.json"
+
+
+def corpus_plan(minutes: float, seed: int) -> list[dict[str, Any]]:
+    """The clips of a synthetic corpus: [{"file", "split", "seconds", "seed"}], file relative.
+
+    Clip lengths are drawn in CLIP_SECONDS until `minutes` are reached (at least 3 clips); the
+    first clip, in test, lasts LONG_TEST_SECONDS; about 10 % of the clips go to valid and 10 %
+    to test. Clip i's length and seed depend only on (seed, i), so a longer corpus extends a
+    shorter one.
+    """
+    rng = np.random.default_rng(seed)
+    seconds = [LONG_TEST_SECONDS]
+    while sum(seconds) < minutes * 60 or len(seconds) < 3:
+        seconds.append(round(float(rng.uniform(*CLIP_SECONDS)), 2))
+    n_valid, n_test = split_counts(len(seconds), 0.1, 0.1)
+    n_train = len(seconds) - n_valid - n_test
+    splits = ["test"] * n_test + ["valid"] * n_valid + ["train"] * n_train
+    return [
+        {
+            "file": f"{split}/clip_{index:04d}.wav",
+            "split": split,
+            "seconds": length,
+            "seed": int(np.random.SeedSequence([seed, index]).generate_state(1)[0]),
+        }
+        for index, (split, length) in enumerate(zip(splits, seconds, strict=True))
+    ]
+
+
+def _write_clip(clip: dict[str, Any], out: Path) -> None:
+    audio = music_clip(clip["seconds"], HR_SR, clip["seed"])
+    write_audio(out / clip["file"], audio[None], HR_SR, subtype="PCM_16")
+
+
+def write_synthetic_corpus(
+    out: str | os.PathLike,
+    minutes: float,
+    *,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Write the clips of `corpus_plan(minutes, seed)` as 44.1 kHz 16-bit mono WAVs under
+    OUT/{train,valid,test}/ and the plan as OUT/synthetic.json; return the plan.
+
+    Reruns keep the clips the previous plan already holds and delete clips it no longer lists.
+    """
+    out = Path(out)
+    plan = corpus_plan(minutes, seed)
+    plan_path = out / PLAN_FILE
+    done = json.loads(plan_path.read_text())["clips"] if plan_path.is_file() else []
+    todo = [clip for clip in plan if clip not in done or not (out / clip["file"]).is_file()]
+    listed = {out / clip["file"] for clip in plan}
+    for stale in out.glob("*/clip_*.wav"):
+        if stale not in listed:
+            stale.unlink()
+    workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+    clips = map_in_processes(partial(_write_clip, out=out), todo, workers)
+    for _ in tqdm(clips, total=len(todo), desc=f"synthesise {out}", disable=not progress):
+        pass
+    record = {"seed": seed, "minutes": minutes, "sr": HR_SR, "clips": plan}
+    with atomic_path(plan_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return plan
