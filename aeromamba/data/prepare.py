@@ -181,7 +181,7 @@ def _pair_paths(dest: Path, source: Source) -> tuple[Path, Path]:
 
 def _is_done(source: Path, hr: Path, lr: Path) -> bool:
     """Both outputs exist (atomic writes: then complete) and are not older than the source."""
-    if not (hr.is_file() and lr.is_file()):
+    if not (source.is_file() and hr.is_file() and lr.is_file()):
         return False
     return min(hr.stat().st_mtime_ns, lr.stat().st_mtime_ns) >= source.stat().st_mtime_ns
 
