@@ -1,0 +1,1 @@
+"""Training: the GAN loop (`solver`), DDP helpers (`distributed`), logging (`logging`)."""

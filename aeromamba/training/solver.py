@@ -1,0 +1,356 @@
+"""The GAN training loop: one generator step then one discriminator step per batch, a
+checkpoint every epoch (atomic), validation every `eval_every` epochs, resume on restart.
+
+The solver orchestrates; losses live in `aeromamba.losses`, metrics in `aeromamba.metrics`,
+checkpoint files in `aeromamba.checkpoint`, data in `aeromamba.data`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from aeromamba.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_package,
+    save_checkpoint,
+)
+from aeromamba.files import atomic_path
+from aeromamba.losses import (
+    MultiResolutionSTFTLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from aeromamba.models import Aero, MultiScaleDiscriminator
+from aeromamba.training.distributed import World, mean_across
+from aeromamba.training.logging import RunLogger
+
+log = logging.getLogger("aeromamba.train")
+
+
+@dataclass
+class TrainConfig:
+    """The plain arguments the solver needs (read from the Hydra config in `train.py`)."""
+
+    epochs: int
+    batch_size: int
+    lr: float = 3e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adversarial: bool = True
+    lambda_features: float = 100.0
+    eval_every: int = 1
+    valid_metric: str = "lsd"
+    max_steps_per_epoch: int | None = None
+    num_workers: int = 2
+    amp: str = "none"
+    seed: int = 2036
+    restart: bool = False
+    continue_from: str | None = None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN/Inf; training stops before any checkpoint is written."""
+
+
+class Solver:
+    """Trains `generator` against `discriminator` on `train_set`, validating on `valid_set`."""
+
+    def __init__(
+        self,
+        generator: Aero,
+        discriminator: MultiScaleDiscriminator,
+        train_set: torch.utils.data.Dataset,
+        valid_set: torch.utils.data.Dataset | None,
+        cfg: TrainConfig,
+        run_dir: Path,
+        device: torch.device,
+        world: World,
+        full_config: dict[str, Any],
+        logger: RunLogger,
+    ) -> None:
+        self.cfg, self.run_dir, self.device, self.world = cfg, run_dir, device, world
+        self.full_config, self.logger = full_config, logger
+        self.generator = generator.to(device)
+        self.discriminator = discriminator.to(device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), cfg.lr, betas=betas)
+        self.stft_loss = MultiResolutionSTFTLoss().to(device)
+        self.train_set, self.valid_set = train_set, valid_set
+        self.epoch, self.step = 0, 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {}
+        self.checkpoint_path = run_dir / "checkpoint.pt"
+        self.best_path = run_dir / "best.pt"
+        self.history_path = run_dir / "history.json"
+        amp_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        self.amp_dtype = amp_dtypes.get(cfg.amp) if device.type == "cuda" else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self._resume()
+        self.g_model, self.d_model = self.generator, self.discriminator
+        if world.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            # the release's variant registers Mamba blocks it never calls
+            self.g_model = DistributedDataParallel(
+                self.generator, device_ids=ids, find_unused_parameters=True
+            )
+            self.d_model = DistributedDataParallel(self.discriminator, device_ids=ids)
+
+    # --- state -------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        """Continue this run's checkpoint, or start from `continue_from`, or from scratch."""
+        if self.checkpoint_path.exists() and not self.cfg.restart:
+            package = load_checkpoint(self.checkpoint_path)  # CheckpointError if truncated
+            self._load(package, full=True)
+            log.info(
+                "resuming %s after epoch %d (step %d)", self.checkpoint_path, self.epoch, self.step
+            )
+        elif self.cfg.continue_from:
+            package = load_checkpoint(self.cfg.continue_from)
+            self._load(package, full=False)
+            log.info("starting from the weights of %s", self.cfg.continue_from)
+
+    def _load(self, package: dict[str, Any], full: bool) -> None:
+        self.generator.load_state_dict(package["generator"]["state"])
+        if "discriminator" in package:
+            self.discriminator.load_state_dict(package["discriminator"]["state"])
+        optimizers = package.get("optimizers", {})
+        try:
+            if "generator" in optimizers:
+                self.opt_g.load_state_dict(optimizers["generator"])
+            if "discriminator" in optimizers:
+                self.opt_d.load_state_dict(optimizers["discriminator"])
+        except (ValueError, KeyError) as err:
+            if full:
+                raise CheckpointError(f"optimiser state does not fit the models: {err}") from err
+            log.warning("optimiser state not reused (%s); starting Adam afresh", err)
+        if full:
+            self.epoch = package["epoch"]
+            self.step = package["step"]
+            self.history = package["history"]
+            self.best = package.get("best", {})
+
+    def _save(self) -> None:
+        if not self.world.is_main:
+            return
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                "generator": model_package(self.generator),
+                "discriminator": model_package(self.discriminator),
+                "optimizers": {
+                    "generator": self.opt_g.state_dict(),
+                    "discriminator": self.opt_d.state_dict(),
+                },
+                "epoch": self.epoch,
+                "step": self.step,
+                "history": self.history,
+                "best": self.best,
+                "config": self.full_config,
+                "metadata": {"saved": time.strftime("%Y-%m-%d %H:%M:%S")},
+            },
+        )
+        with atomic_path(self.history_path) as tmp:
+            tmp.write_text(json.dumps(self.history, indent=2))
+
+    def _save_best(self, metric: str, value: float) -> None:
+        self.best = {
+            "generator": {
+                k: v.detach().clone().cpu() for k, v in self.generator.state_dict().items()
+            },
+            "metric": metric,
+            "value": value,
+            "epoch": self.epoch,
+        }
+        if self.world.is_main:
+            save_checkpoint(
+                self.best_path,
+                {
+                    "generator": {
+                        "kwargs": dict(self.generator.kwargs),
+                        "state": self.best["generator"],
+                    },
+                    "config": self.full_config,
+                    "metadata": {"epoch": self.epoch, "step": self.step, metric: value},
+                },
+            )
+
+    # --- loop --------------------------------------------------------------------------
+
+    def train(self) -> list[dict[str, Any]]:
+        """Run the remaining epochs; returns the history."""
+        while self.epoch < self.cfg.epochs:
+            start = time.time()
+            train_stats = self._train_epoch()
+            self.epoch += 1
+            entry: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "train": train_stats}
+            if self.valid_set is not None and self.epoch % self.cfg.eval_every == 0:
+                entry["valid"] = self.validate()
+                value = entry["valid"][self.cfg.valid_metric]
+                if not self.best or value < self.best["value"]:  # lower is better (LSD, PAQM)
+                    self._save_best(self.cfg.valid_metric, value)
+                    entry["best"] = True
+            entry["seconds"] = time.time() - start
+            self.history.append(entry)
+            self._save()
+            if self.world.is_main:
+                self.logger.epoch(entry, self.step)
+        return self.history
+
+    def _loader(self) -> DataLoader:
+        sampler = None
+        if self.world.distributed:
+            sampler = DistributedSampler(
+                self.train_set, self.world.size, self.world.rank, shuffle=True, seed=self.cfg.seed
+            )
+            sampler.set_epoch(self.epoch)
+        generator = torch.Generator().manual_seed(self.cfg.seed + self.epoch)
+        return DataLoader(
+            self.train_set,
+            self.cfg.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            generator=generator,
+            drop_last=True,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _autocast(self):  # noqa: ANN202
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _check(self, name: str, value: torch.Tensor) -> None:
+        if not torch.isfinite(value):
+            raise NonFiniteLossError(
+                f"{name} loss is {value.item()} at step {self.step} (epoch {self.epoch + 1}); "
+                f"stopping without writing a checkpoint (the last good one is "
+                f"{self.checkpoint_path})"
+            )
+
+    def _train_epoch(self) -> dict[str, float]:
+        self.generator.train()
+        self.discriminator.train()
+        loader = self._loader()
+        total = len(loader)
+        if self.cfg.max_steps_per_epoch:
+            total = min(total, self.cfg.max_steps_per_epoch)
+        if total == 0:
+            raise RuntimeError("no training batch: the training set is smaller than a batch")
+        sums: dict[str, float] = {}
+        bar = tqdm(
+            loader,
+            total=total,
+            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+            disable=not self.world.is_main,
+            leave=False,
+        )
+        for index, (lr, hr) in enumerate(bar):
+            if index >= total:
+                break
+            stats = self._train_step(lr.to(self.device), hr.to(self.device))
+            self.step += 1
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.set_postfix(mrstft=f"{stats['mrstft']:.3f}")
+            if self.world.is_main:
+                self.logger.step(stats, self.step)
+        return {k: mean_across(v / total, self.world, self.device) for k, v in sums.items()}
+
+    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        stats: dict[str, float] = {}
+        with self._autocast():
+            fake = self.g_model(lr)
+            loss = self.stft_loss(fake, hr)
+            stats["mrstft"] = loss.item()
+            if self.cfg.adversarial:
+                # one discriminator pass over real and fake together (one DDP forward)
+                real_feats, fake_feats = _split(self.d_model(torch.cat([hr, fake])))
+                adv = generator_adversarial_loss(fake_feats)
+                feat = feature_matching_loss(real_feats, fake_feats, self.cfg.lambda_features)
+                loss = loss + adv + feat
+                stats["adversarial"], stats["features"] = adv.item(), feat.item()
+        self._check("generator", loss)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt_g)
+        stats["grad_norm_g"] = _grad_norm(self.generator)
+        self.scaler.step(self.opt_g)
+        if self.cfg.adversarial:
+            with self._autocast():
+                real_feats, fake_feats = _split(self.d_model(torch.cat([hr, fake.detach()])))
+                d_loss = discriminator_loss(real_feats, fake_feats)
+            self._check("discriminator", d_loss)
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler.scale(d_loss).backward()
+            self.scaler.unscale_(self.opt_d)
+            stats["grad_norm_d"] = _grad_norm(self.discriminator)
+            self.scaler.step(self.opt_d)
+            stats["discriminator"] = d_loss.item()
+        self.scaler.update()
+        return stats
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """LSD (full, high and low band) and PAQM of the generator on the validation items."""
+        from aeromamba.metrics.lsd import lsd_bands
+        from aeromamba.metrics.paqm import PAQM
+
+        self.generator.eval()
+        indices = range(self.world.rank, len(self.valid_set), self.world.size)
+        sums: dict[str, float] = {}
+        count = 0
+        paqm = PAQM(self.generator.hr_sr, dtype=torch.float32)
+        for index in tqdm(indices, desc="validation", leave=False, disable=not self.world.is_main):
+            lr, hr = self.valid_set[index]
+            estimate = self.generator(lr[None].to(self.device))[0, 0].float().cpu()
+            reference = hr[0]
+            scores = {
+                k: float(v)
+                for k, v in lsd_bands(estimate, reference, sr=self.generator.hr_sr).items()
+            }
+            try:
+                scores["paqm"] = float(paqm(estimate, reference))
+            except ValueError:  # a silent validation segment has no PAQM frame
+                scores["paqm"] = math.nan
+            for key, value in scores.items():
+                if math.isfinite(value):
+                    sums[key] = sums.get(key, 0.0) + value
+                    sums[f"_n_{key}"] = sums.get(f"_n_{key}", 0) + 1
+            count += 1
+        keys = ("lsd", "lsd_hf", "lsd_lf", "paqm")
+        result = {}
+        for key in keys:
+            total = mean_across(sums.get(key, 0.0), self.world, self.device)
+            n = mean_across(sums.get(f"_n_{key}", 0), self.world, self.device)
+            result[key] = total / n if n else math.nan
+        self.generator.train()
+        return result
+
+
+def _split(features: list[list[torch.Tensor]]) -> tuple[list[list[torch.Tensor]], ...]:
+    """Discriminator outputs of cat([real, fake]) → (real features, fake features)."""
+    real = [[f.chunk(2)[0] for f in scale] for scale in features]
+    fake = [[f.chunk(2)[1] for f in scale] for scale in features]
+    return real, fake
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return torch.stack(grads).norm().item() if grads else 0.0
