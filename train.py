@@ -72,6 +72,11 @@ def run(cfg: DictConfig) -> None:
         min_power=dset.min_power,
         **common,
     )
+    if len(train_set) == 0:
+        raise SystemExit(
+            f"{dset.root}: no training segment of {exp.segment} s with power above "
+            f"dset.min_power={dset.min_power}; lower it or add data"
+        )
     if cfg.max_valid_items and len(valid_set) > cfg.max_valid_items:
         step = len(valid_set) / cfg.max_valid_items  # spread over the files, deterministic
         valid_set = Subset(valid_set, [int(i * step) for i in range(cfg.max_valid_items)])
