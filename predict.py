@@ -1,0 +1,81 @@
+"""Upsample recordings to 44.1 kHz: `python predict.py input=PATH output=DIR [checkpoint=PATH]`.
+
+With no input, the bundled example (examples/example_11k.wav) is upsampled and compared with
+its 44.1 kHz reference (LSD of the output and of plain soxr resampling).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CHECKPOINT = ROOT / "pretrained" / "aeromamba.pt"
+EXAMPLE = ROOT / "examples" / "example_11k.wav"
+EXAMPLE_REFERENCE = ROOT / "examples" / "example_44k.wav"
+
+log = logging.getLogger("aeromamba.predict")
+
+
+def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
+    """Print LSD of the output and of soxr resampling of the input against the reference."""
+    from aeromamba.audio import read_audio, resample
+    from aeromamba.metrics.lsd import lsd
+
+    ref, ref_sr = read_audio(reference)
+    out, _ = read_audio(output)
+    low, low_sr = read_audio(source)
+    plain = resample(low, low_sr, ref_sr)
+    n = min(ref.shape[-1], out.shape[-1], plain.shape[-1])
+    ref = ref.mean(axis=0)[:n]
+    print(
+        f"LSD vs {reference.name}: model {float(lsd(out.mean(axis=0)[:n], ref)):.3f}, "
+        f"soxr resampling {float(lsd(plain.mean(axis=0)[:n], ref)):.3f} (lower is better)"
+    )
+
+
+@hydra.main(config_path="conf", config_name="predict", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from aeromamba.checkpoint import CheckpointError, load_generator
+    from aeromamba.devices import select_device
+    from aeromamba.inference import output_path, predict_files
+
+    example = cfg.input is None
+    source = EXAMPLE if example else Path(cfg.input)
+    reference = EXAMPLE_REFERENCE if example else cfg.reference
+    checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else DEFAULT_CHECKPOINT
+    if not checkpoint.exists():
+        sys.exit(f"error: checkpoint {checkpoint} not found; pass checkpoint=PATH")
+    try:
+        model = load_generator(checkpoint, select_device(cfg.device))
+    except CheckpointError as err:
+        sys.exit(f"error: {err}")
+    summary = predict_files(
+        model,
+        source,
+        cfg.output,
+        overwrite=cfg.overwrite or example,
+        spectrogram=cfg.spectrogram or example,
+        reference=reference,
+        suffix=f".{cfg.format}",
+        chunk=cfg.chunk,
+        overlap=cfg.overlap,
+        batch_size=cfg.batch_size,
+        keep_lowband=cfg.keep_lowband,
+        subtype=cfg.subtype,
+    )
+    print(summary.report())
+    if example and summary.done:
+        target = output_path(source, source, Path(cfg.output), f".{cfg.format}")
+        print(f"wrote {target} and {target.with_suffix('.png')}")
+        compare_with_reference(target, source, EXAMPLE_REFERENCE)
+    if summary.failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

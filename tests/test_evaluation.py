@@ -1,0 +1,116 @@
+"""Evaluation: statistics, failure accounting and the end-to-end folder evaluation with all
+its outputs (CSV, JSON, Markdown, HTML)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from aeromamba.audio import resample, write_audio
+from aeromamba.data.synthetic import music_clip
+from aeromamba.evaluation import (
+    ItemResult,
+    failed_item,
+    markdown_summary,
+    pairwise_tests,
+    summarize,
+)
+from aeromamba.metrics.lsd import lsd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_summary_mean_ci_and_failures_are_not_averaged():
+    results = [ItemResult("a", f"x{i}", {"lsd": v}) for i, v in enumerate([1.0, 2.0, 4.0])]
+    results.append(failed_item("a", "x3", "missing", ["lsd"]))
+    summary = summarize(results, ["lsd"])["a"]["lsd"]
+    assert summary["n"] == 3 and summary["failed"] == 1
+    assert summary["mean"] == pytest.approx(7 / 3)
+    half_width = stats.t.ppf(0.975, 2) * np.std([1, 2, 4], ddof=1) / math.sqrt(3)
+    assert summary["ci95"] == pytest.approx(half_width)
+
+
+def test_pairwise_mann_whitney():
+    results = [ItemResult("a", str(i), {"lsd": float(i)}) for i in range(8)]
+    results += [ItemResult("b", str(i), {"lsd": float(i) + 10}) for i in range(8)]
+    tests = pairwise_tests(results, ["lsd"])
+    expected = stats.mannwhitneyu(range(8), [i + 10 for i in range(8)]).pvalue
+    assert tests["lsd"]["a vs b"] == pytest.approx(expected)
+    table = markdown_summary(summarize(results, ["lsd"]), tests, ["lsd"])
+    assert "| a |" in table and "a vs b" in table
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """reference (44.1 kHz), lowres (11.025 kHz), an estimate folder with one file missing
+    and one at the wrong rate."""
+    root = tmp_path_factory.mktemp("eval")
+    for i in range(3):
+        hr = music_clip(3.0, 44100, seed=i)[None]
+        write_audio(root / "ref" / "songs" / f"s{i}.wav", hr, 44100)
+        write_audio(root / "low" / "songs" / f"s{i}.wav", resample(hr, 44100, 11025), 11025)
+        if i == 0:
+            write_audio(root / "est" / "songs" / "s0.wav", 0.5 * hr, 44100)
+        if i == 1:
+            write_audio(root / "est" / "songs" / "s1.wav", resample(hr, 44100, 22050), 22050)
+    return root
+
+
+def test_evaluate_script_end_to_end(folders, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "evaluate.py"),
+            "--reference",
+            str(folders / "ref"),
+            "--lowres",
+            str(folders / "low"),
+            "--estimate",
+            f"half={folders / 'est'}",
+            "--metrics",
+            "lsd,lsd_hf,lsd_lf,paqm",
+            "--out",
+            str(out),
+            "--report",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr  # the estimate folder has failures
+    for name in ("summary.json", "per_item.csv", "summary.md", "report.html"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"low resolution", "half"}
+    assert summary["half"]["lsd"] == {
+        "mean": pytest.approx(summary["half"]["lsd"]["mean"]),
+        "ci95": None,
+        "n": 1,
+        "failed": 2,
+    }
+    # the baseline row equals LSD computed directly on the soxr-upsampled input
+    direct = []
+    for i in range(3):
+        hr = music_clip(3.0, 44100, seed=i).astype(np.float32)
+        up = resample(resample(hr[None], 44100, 11025), 11025, 44100)[0]
+        n = min(len(hr), len(up))
+        direct.append(float(lsd(up[:n], hr[:n])))
+    assert summary["low resolution"]["lsd"]["mean"] == pytest.approx(np.mean(direct), rel=1e-3)
+    assert summary["low resolution"]["lsd"]["n"] == 3
+    assert summary["low resolution"]["lsd_hf"]["mean"] > summary["low resolution"]["lsd_lf"]["mean"]
+    # a 0.5 gain is 2·log10(2) in every bin, up to the 1e-8 power floor
+    assert 0.3 < summary["half"]["lsd"]["mean"] <= 0.603
+    markdown = (out / "summary.md").read_text()
+    assert "missing in" in markdown and "22050 Hz" in markdown
+    page = (out / "report.html").read_text()
+    assert page.count("<audio") == 3 * 3 - 2  # reference + low + est where present
+    assert "<table>" in page
+    assert (out / "spectrograms" / "songs" / "s0.png").stat().st_size > 1000

@@ -1,0 +1,170 @@
+"""Inference on real-looking files: any rate and channel count, chunked overlap-add that adds
+nothing at boundaries, the low band kept on request, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+import aeromamba
+from aeromamba.audio import AudioError, resample, write_audio
+from aeromamba.checkpoint import model_package, save_checkpoint
+from aeromamba.data.synthetic import music_clip
+from aeromamba.inference import enhance, predict_files, read_lowres
+from aeromamba.metrics.lsd import lsd
+from aeromamba.models import make_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Repeat(nn.Module):
+    """Identity-like stand-in for a generator: every sample repeated 4 times."""
+
+    lr_sr, hr_sr = 11025, 44100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.repeat_interleave(x, 4, dim=-1) + self.dummy
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return make_generator("aeromamba", channels=8).eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    save_checkpoint(path, {"generator": model_package(model)})
+    return path
+
+
+@pytest.mark.parametrize("chunk,overlap", [(1.0, 0.25), (0.7, 0.1), (2.0, 0.5), (0.5, 0.0)])
+def test_ola_adds_nothing_at_boundaries(chunk, overlap):
+    lr = torch.from_numpy(music_clip(3.3, 11025, seed=2))[None].repeat(2, 1)
+    whole = torch.repeat_interleave(lr, 4, dim=-1)
+    chunked = enhance(Repeat(), lr, chunk=chunk, overlap=overlap, batch_size=3)
+    assert chunked.shape == whole.shape
+    assert (chunked - whole).abs().max() < 1e-4
+
+
+def test_ola_with_a_real_model_has_no_level_dip(model):
+    lr = torch.from_numpy(music_clip(4.0, 11025, seed=4))[None]
+    whole = enhance(model, lr, chunk=10.0)
+    chunked = enhance(model, lr, chunk=1.0, overlap=0.25)
+    assert chunked.shape == whole.shape == (1, 4 * lr.shape[-1])
+    ratio = chunked.pow(2).mean() / whole.pow(2).mean()
+    assert 0.7 < ratio < 1.3
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_any_rate_and_channel_count(model, sr, channels):
+    audio = resample(music_clip(1.5, 44100, seed=channels)[None].repeat(channels, 0), 44100, sr)
+    out, out_sr = aeromamba.upsample(audio if channels > 1 else audio[0], sr, model)
+    assert out_sr == 44100
+    expected = round(audio.shape[-1] * 44100 / sr)
+    assert out.shape == ((channels, expected) if channels > 1 else (expected,))
+    assert np.isfinite(out).all() and np.abs(out).max() > 1e-4
+
+
+def test_keep_lowband_keeps_the_input_band(model):
+    hr = music_clip(3.0, 44100, seed=5)
+    lr = resample(hr[None], 44100, 11025)
+    plain = enhance(model, torch.from_numpy(lr))[0].numpy()
+    kept = enhance(model, torch.from_numpy(lr), keep_lowband=True)[0].numpy()
+    up = resample(lr, 11025, 44100)[0]
+    n = min(len(up), len(kept))
+    low = dict(sr=44100, band="low", cutoff_hz=4500)
+    high = dict(sr=44100, band="high", cutoff_hz=6000)
+    assert float(lsd(kept[:n], up[:n], **low)) < 0.2 < float(lsd(plain[:n], up[:n], **low))
+    assert float(lsd(kept[:n], plain[:n], **high)) < 0.2  # above the band: the model's
+
+
+def test_predict_folder_mirrors_layout_and_reports_failures(checkpoint, tmp_path):
+    src = tmp_path / "in"
+    write_audio(src / "a" / "mono.wav", music_clip(1.2, 22050, seed=1)[None], 22050)
+    stereo = music_clip(1.0, 48000, seed=2)
+    write_audio(src / "b" / "stereo.flac", np.stack([stereo, 0.5 * stereo]), 48000)
+    (src / "empty.wav").write_bytes(b"")
+    (src / "notes.txt").write_text("not audio")
+    sf.write(src / "one.wav", np.zeros((1, 1), dtype=np.float32), 11025)
+    sf.write(src / "zero.wav", np.zeros((0, 1), dtype=np.float32), 11025)
+    nan = music_clip(1.0, 11025, seed=3)
+    nan[100] = np.nan
+    sf.write(src / "nan.wav", nan, 11025, subtype="FLOAT")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            f"input={src}",
+            f"output={out}",
+            f"checkpoint={checkpoint}",
+            "device=cpu",
+            "spectrogram=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1  # some files failed
+    assert sf.info(out / "a" / "mono.wav").samplerate == 44100
+    info = sf.info(out / "b" / "stereo.wav")
+    assert info.channels == 2 and info.frames == round(48000 * 1.0 * 44100 / 48000)
+    assert (out / "a" / "mono.png").stat().st_size > 1000
+    report = result.stdout
+    assert "2 done" in report and "5 failed" in report
+    for name, reason in [
+        ("empty.wav", "empty file"),
+        ("notes.txt", "not a readable audio"),
+        ("one.wav", "too short"),
+        ("zero.wav", "too short"),
+        ("nan.wav", "NaN"),
+    ]:
+        line = next(line for line in report.splitlines() if name in line)
+        assert reason in line
+    mtime = (out / "a" / "mono.wav").stat().st_mtime_ns
+    model = torch.nn.Identity()  # never called: everything is skipped
+    model.lr_sr, model.hr_sr = 11025, 44100
+    again = predict_files(model, src / "a", out / "a")
+    assert again.skipped and not again.done
+    assert (out / "a" / "mono.wav").stat().st_mtime_ns == mtime
+
+
+def test_missing_input_and_unwritable_output(model, tmp_path):
+    summary = predict_files(model, tmp_path / "nope", tmp_path / "out")
+    assert summary.failed and "no such file" in summary.failed[0][1]
+    src = tmp_path / "x.wav"
+    write_audio(src, music_clip(0.5, 11025)[None], 11025)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    summary = predict_files(model, src, blocker / "out")
+    assert summary.failed and str(src) in summary.failed[0][1]
+
+
+def test_input_is_never_overwritten(model, tmp_path):
+    src = tmp_path / "song.wav"
+    write_audio(src, music_clip(0.5, 44100)[None], 44100)
+    before = src.read_bytes()
+    summary = predict_files(model, src, tmp_path, overwrite=True)
+    assert summary.failed and "overwrite the input" in summary.failed[0][1]
+    assert src.read_bytes() == before
+
+
+def test_read_lowres_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.raises(AudioError, match="bad.wav"):
+        read_lowres(bad, 11025)
