@@ -1,0 +1,171 @@
+"""Inference speed and memory of aero, aeromamba and aeromamba_official, CPU and CUDA.
+
+    python scripts/benchmark.py [--lengths 4,10,60,600] [--variants ...] [--devices cpu,cuda]
+        [--out results/benchmark]
+
+Each (variant, length, device) case runs in its own process, so peak memory is that case's
+alone: peak RSS on the CPU (ru_maxrss), `max_memory_allocated` on CUDA. Times are the median
+wall time of several runs after a warm-up; inputs up to 60 s go through one forward pass,
+longer ones through the chunked OLA path of `predict.py` (10 s chunks, 1 s overlap). The
+real-time factor is seconds of 44.1 kHz output per wall second. Writes OUT.md and OUT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+OLA_FROM = 60.0  # seconds; longer inputs use the chunked path
+REPEATS = {4.0: 5, 10.0: 3, 60.0: 2}
+
+
+def run_case(variant: str, seconds: float, device: str) -> dict:
+    """Time one case in this process (random weights: speed does not depend on them)."""
+    from aeromamba.inference import enhance
+    from aeromamba.models import make_generator
+
+    torch.manual_seed(0)
+    model = make_generator(variant).to(device).eval()
+    lr = torch.randn(1, round(seconds * 11025)) * 0.1
+
+    def once() -> None:
+        with torch.inference_mode():
+            if seconds > OLA_FROM:
+                enhance(model, lr.to(device), chunk=10.0, overlap=1.0, batch_size=4)
+            else:
+                model(lr.to(device)[None])
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    once()  # warm-up (and the full-size allocation)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(REPEATS.get(seconds, 1)):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    median = statistics.median(times)
+    return {
+        "variant": variant,
+        "seconds": seconds,
+        "device": device,
+        "median_s": median,
+        "rtf": seconds / median,
+        "peak_mb": peak / 2**20,
+        "runs": len(times),
+    }
+
+
+def spawn(variant: str, seconds: float, device: str, timeout: float) -> dict:
+    command = [sys.executable, __file__, "--case", variant, str(seconds), device]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {
+            "variant": variant,
+            "seconds": seconds,
+            "device": device,
+            "error": f"over {timeout:.0f} s",
+        }
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        if done.returncode < 0:
+            reason = f"killed by signal {-done.returncode} (out of memory?)"
+        return {"variant": variant, "seconds": seconds, "device": device, "error": reason}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict], device: str) -> str:
+    lines = [
+        f"**{device}**",
+        "",
+        "| variant | input | time (s) | RTF | peak memory (MB) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if r["device"] != device:
+            continue
+        length = f"{r['seconds']:g} s" + (" (OLA)" if r["seconds"] > OLA_FROM else "")
+        if "error" in r:
+            lines.append(f"| {r['variant']} | {length} | failed: {r['error']} | | |")
+        else:
+            lines.append(
+                f"| {r['variant']} | {length} | {r['median_s']:.3f} | "
+                f"{r['rtf']:.1f} | {r['peak_mb']:.0f} |"
+            )
+    ratios = []
+    for seconds in sorted({r["seconds"] for r in rows}):
+        found = {
+            r["variant"]: r
+            for r in rows
+            if r["device"] == device and r["seconds"] == seconds and "error" not in r
+        }
+        if "aeromamba" not in found:
+            continue
+        mamba = found["aeromamba"]
+        if "aero" in found:
+            ratios.append(
+                f"- {seconds:g} s: aero/aeromamba time {found['aero']['median_s'] / mamba['median_s']:.2f}×, "
+                f"memory {found['aero']['peak_mb'] / mamba['peak_mb']:.2f}×"
+            )
+        if "aeromamba_official" in found:
+            off = found["aeromamba_official"]
+            ratios.append(
+                f"- {seconds:g} s: aeromamba/aeromamba_official time "
+                f"{mamba['median_s'] / off['median_s']:.2f}×"
+            )
+    return "\n".join(lines + [""] + ratios) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", nargs=3, metavar=("VARIANT", "SECONDS", "DEVICE"))
+    parser.add_argument("--lengths", default="4,10,60,600")
+    parser.add_argument("--variants", default="aero,aeromamba,aeromamba_official")
+    parser.add_argument("--devices", default="cpu,cuda")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--out", default="results/benchmark")
+    args = parser.parse_args()
+    if args.case:
+        variant, seconds, device = args.case
+        print(json.dumps(run_case(variant, float(seconds), device)))
+        return
+    devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
+    rows = []
+    for device in devices:
+        for seconds in [float(s) for s in args.lengths.split(",")]:
+            for variant in args.variants.split(","):
+                row = spawn(variant, seconds, device, args.timeout)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}"
+    )
+    if torch.cuda.is_available():
+        machine += f", {torch.cuda.get_device_name()}"
+    text = f"Machine: {machine}\n\n" + "\n".join(table(rows, d) for d in devices)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text)
+    out.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
