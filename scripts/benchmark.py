@@ -120,7 +120,8 @@ def table(rows: list[dict], device: str) -> str:
         mamba = found["aeromamba"]
         if "aero" in found:
             ratios.append(
-                f"- {seconds:g} s: aero/aeromamba time {found['aero']['median_s'] / mamba['median_s']:.2f}×, "
+                f"- {seconds:g} s: aero/aeromamba time "
+                f"{found['aero']['median_s'] / mamba['median_s']:.2f}×, "
                 f"memory {found['aero']['peak_mb'] / mamba['peak_mb']:.2f}×"
             )
         if "aeromamba_official" in found:
