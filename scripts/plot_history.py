@@ -1,0 +1,50 @@
+"""Plot a training run's history.json (losses and validation metrics per epoch) as a PNG.
+
+python scripts/plot_history.py RUN/history.json OUT.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from aeromamba.files import atomic_path  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("history")
+    parser.add_argument("out")
+    args = parser.parse_args()
+    history = json.loads(Path(args.history).read_text())
+    epochs = [entry["epoch"] for entry in history]
+    train_keys = [k for k in history[0]["train"] if not k.startswith("grad_norm")]
+    valid_keys = [
+        k for k in ("lsd", "lsd_hf", "lsd_lf", "paqm") if k in history[0].get("valid", {})
+    ]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    for key in train_keys:
+        left.plot(epochs, [e["train"][key] for e in history], marker=".", label=key)
+    left.set_title("training losses")
+    for key in valid_keys:
+        points = [(e["epoch"], e["valid"][key]) for e in history if "valid" in e]
+        right.plot(*zip(*points, strict=True), marker=".", label=key)
+    right.set_title("validation (lower is better)")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
