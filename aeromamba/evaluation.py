@@ -394,8 +394,18 @@ def evaluate_folders(
             results.append(score_item(system, item, audio, ref, functions))
         if report and len(report_entries) < report_items:
             report_entries.append(_report_entry(Path(out), item, signals, sr))
+    return _finish(out, results, metrics, report_entries if report else None)
+
+
+def _finish(
+    out: str | os.PathLike,
+    results: list[ItemResult],
+    metrics: Sequence[str],
+    report_entries: list[dict[str, Any]] | None,
+) -> Evaluation:
+    """Write the result files (and the HTML report when entries are given)."""
     summary = write_results(out, results, metrics)
-    if report:
+    if report_entries is not None:
         write_html_report(out, (Path(out) / "summary.md").read_text(), report_entries)
     return Evaluation(results, summary, Path(out))
 
@@ -455,7 +465,4 @@ def evaluate_excerpts(
             results.append(score_item(system, name, estimate, hr, functions))
         if report and len(report_entries) < report_items:
             report_entries.append(_report_entry(Path(out), name, signals, sr))
-    summary = write_results(out, results, metrics)
-    if report:
-        write_html_report(out, (Path(out) / "summary.md").read_text(), report_entries)
-    return Evaluation(results, summary, Path(out))
+    return _finish(out, results, metrics, report_entries if report else None)

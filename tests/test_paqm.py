@@ -21,6 +21,7 @@ from aeromamba.metrics.paqm import (
     paqm,
     paqm_details,
 )
+from tests.signals import lowpass, music
 
 SR = 44100
 SR_RELEASE = 48000
@@ -37,30 +38,6 @@ def sine(fs: int) -> np.ndarray:
 def noisy(x: np.ndarray, snr: float) -> np.ndarray:
     w = np.random.default_rng(0).standard_normal(len(x))  # a fresh generator for every SNR
     return x + w * np.sqrt(np.mean(x**2) / (np.mean(w**2) * 10 ** (snr / 10)))
-
-
-def music(fs: int) -> np.ndarray:
-    n_samples = 2 * fs
-    t = np.arange(n_samples) / fs
-    rng = np.random.default_rng(0)
-    phases = rng.uniform(0, 2 * np.pi, size=(4, 20))
-    bursts = rng.standard_normal((4, n_samples))
-    x = np.zeros(n_samples)
-    for q, f0 in enumerate((220, 277.18, 329.63, 440)):
-        tau = t - 0.5 * q
-        env = np.where(tau >= 0, np.minimum(tau / 0.01, 1) * np.exp(-2.5 * tau), 0.0)
-        for h in range(1, 21):
-            x += env * (1 / h) * np.sin(2 * np.pi * h * f0 * t + phases[q, h - 1])
-    for q in range(4):
-        onset = 0.25 + 0.5 * q
-        x += np.where(t >= onset, 0.2 * np.exp(-(t - onset) / 0.03), 0.0) * bursts[q]
-    return 0.5 * x / np.max(np.abs(x))
-
-
-def lowpass(x: np.ndarray, fc: float, fs: int) -> np.ndarray:
-    spectrum = np.fft.rfft(x)
-    spectrum[np.fft.rfftfreq(len(x), 1 / fs) > fc] = 0
-    return np.fft.irfft(spectrum, n=len(x))
 
 
 def delay_1ms(x: np.ndarray, fs: int) -> np.ndarray:

@@ -15,9 +15,7 @@ from aeromamba.audio import read_audio, to_mono
 pytest.importorskip("visqol", reason="visqol-python not installed (pip install .[eval])")
 
 from aeromamba.metrics.visqol import quantize_16bit, visqol, visqol_api  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_lsd import lowpass, music  # noqa: E402
+from tests.signals import lowpass, music  # noqa: E402
 
 VISQOL_FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "visqol"
 
