@@ -42,7 +42,7 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 def main(cfg: DictConfig) -> None:
     from aeromamba.checkpoint import CheckpointError, load_generator
     from aeromamba.devices import select_device
-    from aeromamba.inference import output_path, predict_files
+    from aeromamba.inference import output_path, predict_files, try_compile
 
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
@@ -54,6 +54,8 @@ def main(cfg: DictConfig) -> None:
         model = load_generator(checkpoint, select_device(cfg.device))
     except CheckpointError as err:
         sys.exit(f"error: {err}")
+    if cfg.compile:
+        model = try_compile(model, cfg.chunk)
     summary = predict_files(
         model,
         source,

@@ -49,6 +49,20 @@ def crossover(
     return torch.fft.irfft(mixed, n=estimate.shape[-1])
 
 
+def try_compile(model: nn.Module, chunk: float) -> nn.Module:
+    """`torch.compile` the model, checked on one chunk-sized input; the eager model when
+    compilation fails (no compiler, unsupported operator, ...)."""
+    try:
+        compiled = torch.compile(model)
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            compiled(torch.zeros(1, 1, max(1, round(chunk * model.lr_sr)), device=device))
+        return compiled
+    except Exception as err:  # noqa: BLE001 - any failure means: run eagerly
+        log.warning("torch.compile failed (%s); running eagerly", err)
+        return model
+
+
 def iter_enhance(
     model: nn.Module,
     lr: torch.Tensor,

@@ -168,3 +168,14 @@ def test_read_lowres_errors_name_the_file(tmp_path):
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
     with pytest.raises(AudioError, match="bad.wav"):
         read_lowres(bad, 11025)
+
+
+def test_try_compile_falls_back_to_eager(monkeypatch):
+    from aeromamba import inference
+
+    def broken(model):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = Repeat()
+    assert inference.try_compile(model, 0.1) is model
