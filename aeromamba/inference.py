@@ -70,10 +70,12 @@ def iter_enhance(
     overlap: float = 1.0,
     batch_size: int = 4,
     keep_lowband: bool = False,
+    amp: str = "none",
 ) -> Iterator[torch.Tensor]:
     """Yield the model's output for `lr` (C, L) at `model.lr_sr` block by block, in order:
     the blocks concatenate to (C, scale·L) at `model.hr_sr`. Chunks of all channels are
-    batched together (`batch_size` rows per forward pass)."""
+    batched together (`batch_size` rows per forward pass). `amp` = bf16/fp16 runs the model
+    under CUDA autocast (the Mamba scan stays float32)."""
     channels, length = lr.shape
     scale = model.hr_sr // model.lr_sr
     size = max(1, round(chunk * model.lr_sr))
@@ -95,7 +97,12 @@ def iter_enhance(
             for s in group
         ]
         batch = torch.cat(pieces).to(device)[:, None]  # (chunks·C, 1, size)
-        out = model(batch)[:, 0].float()
+        if amp != "none" and device.type == "cuda":
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+            with torch.autocast("cuda", dtype=dtype):
+                out = model(batch)[:, 0].float()
+        else:
+            out = model(batch)[:, 0].float()
         if keep_lowband:
             lowband = torch.from_numpy(
                 resample(batch[:, 0].cpu().numpy(), model.lr_sr, model.hr_sr)
@@ -226,6 +233,7 @@ def predict_file(
     batch_size: int = 4,
     keep_lowband: bool = False,
     subtype: str = "PCM_16",
+    amp: str = "none",
 ) -> float:
     """Upsample one file to `target` (written block by block to a temporary name, then
     renamed); returns the seconds of audio written."""
@@ -249,7 +257,7 @@ def predict_file(
     with atomic_path(target) as tmp, torch.inference_mode():
         fmt = target.suffix.lstrip(".").upper() or "WAV"
         with sf.SoundFile(str(tmp), "w", model.hr_sr, lr.shape[0], subtype, format=fmt) as out:
-            for block in iter_enhance(model, lr, chunk, overlap, batch_size, keep_lowband):
+            for block in iter_enhance(model, lr, chunk, overlap, batch_size, keep_lowband, amp):
                 block = block[:, : expected - written].numpy()
                 out.write(np.clip(block.T, -1, 1) if subtype.startswith("PCM") else block.T)
                 written += block.shape[1]
