@@ -264,7 +264,7 @@ class Solver:
         for index, (lr, hr) in enumerate(bar):
             if index >= total:
                 break
-            stats = self._train_step(lr.to(self.device), hr.to(self.device))
+            stats = self.train_step(lr.to(self.device), hr.to(self.device))
             self.step += 1
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -273,7 +273,7 @@ class Solver:
                 self.logger.step(stats, self.step)
         return {k: mean_across(v / total, self.world, self.device) for k, v in sums.items()}
 
-    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         stats: dict[str, float] = {}
         with self._autocast():
             fake = self.g_model(lr)

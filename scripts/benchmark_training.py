@@ -1,0 +1,67 @@
+"""Seconds per training step (generator + discriminator step, Adam) on this machine.
+
+    python scripts/benchmark_training.py [--variant aeromamba] [--batch 4] [--segment 4]
+        [--steps 3] [--device cpu]
+
+Uses the project's Solver step on random 11.025/44.1 kHz batches (the speed does not depend
+on the data); prints the median over `--steps` steps after one warm-up step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from aeromamba.models import make_discriminator, make_generator
+from aeromamba.training.distributed import World
+from aeromamba.training.solver import Solver, TrainConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="aeromamba")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--segment", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--channels", type=int, default=48)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    solver = Solver(
+        make_generator(args.variant, channels=args.channels),
+        make_discriminator(),
+        [],
+        None,
+        TrainConfig(epochs=1, batch_size=args.batch),
+        _scratch_dir(),
+        device,
+        World(),
+        {},
+        logger=None,
+    )
+    length = round(args.segment * 11025)
+    lr = torch.randn(args.batch, 1, length, device=device) * 0.1
+    hr = torch.randn(args.batch, 1, 4 * length, device=device) * 0.1
+    times = []
+    for step in range(args.steps + 1):
+        start = time.perf_counter()
+        solver.train_step(lr, hr)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step:
+            times.append(time.perf_counter() - start)
+    print(
+        f"{args.variant} (channels {args.channels}), batch {args.batch} x {args.segment:g} s, "
+        f"{device}, {torch.get_num_threads()} threads: median "
+        f"{statistics.median(times):.2f} s per step over {len(times)} steps"
+    )
+
+
+if __name__ == "__main__":
+    main()
