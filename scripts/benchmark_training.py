@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -37,7 +39,7 @@ def main() -> None:
         [],
         None,
         TrainConfig(epochs=1, batch_size=args.batch),
-        _scratch_dir(),
+        Path(tempfile.mkdtemp(prefix="aeromamba-bench-")),
         device,
         World(),
         {},
