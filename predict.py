@@ -41,8 +41,7 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from aeromamba.checkpoint import CheckpointError, load_generator
-    from aeromamba.devices import select_device
-    from aeromamba.inference import output_path, predict_files, try_compile
+    from aeromamba.inference import output_path, predict_files, select_device, try_compile
 
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
@@ -56,20 +55,24 @@ def main(cfg: DictConfig) -> None:
         sys.exit(f"error: {err}")
     if cfg.compile:
         model = try_compile(model, cfg.chunk)
-    summary = predict_files(
-        model,
-        source,
-        cfg.output,
-        overwrite=cfg.overwrite or example,
-        spectrogram=cfg.spectrogram or example,
-        reference=reference,
-        suffix=f".{cfg.format}",
-        chunk=cfg.chunk,
-        overlap=cfg.overlap,
-        batch_size=cfg.batch_size,
-        keep_lowband=cfg.keep_lowband,
-        subtype=cfg.subtype,
-    )
+    try:
+        summary = predict_files(
+            model,
+            source,
+            cfg.output,
+            overwrite=cfg.overwrite or example,
+            spectrogram=cfg.spectrogram or example,
+            reference=reference,
+            suffix=f".{cfg.format}",
+            chunk=cfg.chunk,
+            overlap=cfg.overlap,
+            batch_size=cfg.batch_size,
+            keep_lowband=cfg.keep_lowband,
+            subtype=cfg.subtype,
+            amp=cfg.amp,
+        )
+    except ValueError as err:  # an output format or subtype soundfile cannot write
+        sys.exit(f"error: {err}")
     print(summary.report())
     if example and summary.done:
         target = output_path(source, source, Path(cfg.output), f".{cfg.format}")

@@ -2,8 +2,14 @@
 
 Long signals go through the model in chunks (`chunk` seconds, overlapping by `overlap`) that
 are batched, and are overlap-added with complementary sin²/cos² fades whose sum is exactly 1,
-so chunk boundaries add nothing. Files are read and written block by block: memory depends on
-the chunk size, not on the file length. Evaluation uses the same `enhance` for whole files.
+so chunk boundaries add nothing. Files are read block by block and resampled to the model's
+rate (kept whole: 11025 × 4 bytes per second and channel), and the output is written block by
+block to a temporary file that is renamed at the end: memory depends on the chunk size, not
+on the file length. Evaluation uses the same `enhance` for whole signals.
+
+Input rules: at least `MIN_SECONDS` of audio (and 2 samples), finite samples. Inputs with more
+than `HIGH_BAND_WARNING` of their energy above lr_sr/2 get a warning, since the resampling to
+lr_sr discards that band. An output has exactly round(frames · hr_sr / sr) samples per channel.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from aeromamba.audio import AudioError, check_audio, list_audio_files, resample
+from aeromamba.audio import AUDIO_EXTENSIONS, AudioError, check_audio, resample
+from aeromamba.devices import select_device as select_device  # part of this module's API
 from aeromamba.files import atomic_path
 
 log = logging.getLogger("aeromamba.inference")
 MIN_SECONDS = 0.01  # shorter inputs are refused: too little to resample or listen to
-HIGH_BAND_WARNING = 1e-3  # fraction of energy above lr_sr/2 that the resampling discards
+HIGH_BAND_WARNING = 1e-4  # fraction of energy above lr_sr/2 (−40 dB) that deserves a warning
 
 
 def _fade(length: int, device: torch.device) -> torch.Tensor:
@@ -63,6 +70,20 @@ def try_compile(model: nn.Module, chunk: float) -> nn.Module:
         return model
 
 
+def chunk_plan(length: int, sr: int, chunk: float, overlap: float) -> tuple[int, int, list[int]]:
+    """Split `length` samples at `sr` into chunks of `chunk` seconds overlapping by `overlap`
+    seconds (at most half a chunk); returns (chunk samples, overlap samples, chunk starts).
+    A signal that fits in one chunk is one chunk of its own length."""
+    if chunk <= 0 or overlap < 0:
+        raise ValueError(f"need chunk > 0 and overlap >= 0, got chunk={chunk}, overlap={overlap}")
+    size = max(1, round(chunk * sr))
+    if length <= size:
+        return length, 0, [0]
+    lap = min(round(overlap * sr), size // 2)
+    hop = size - lap
+    return size, lap, list(range(0, length - lap, hop))
+
+
 def iter_enhance(
     model: nn.Module,
     lr: torch.Tensor,
@@ -72,23 +93,17 @@ def iter_enhance(
     keep_lowband: bool = False,
     amp: str = "none",
 ) -> Iterator[torch.Tensor]:
-    """Yield the model's output for `lr` (C, L) at `model.lr_sr` block by block, in order:
-    the blocks concatenate to (C, scale·L) at `model.hr_sr`. Chunks of all channels are
-    batched together (`batch_size` rows per forward pass). `amp` = bf16/fp16 runs the model
-    under CUDA autocast (the Mamba scan stays float32)."""
+    """Yield the model's output for `lr` (C, L) at `model.lr_sr` chunk by chunk, in order:
+    the (C, ·) blocks concatenate to (C, scale·L) at `model.hr_sr`. Chunks of all channels
+    are batched together: max(1, batch_size // C) chunks × C rows per forward pass. `amp` =
+    bf16/fp16 runs the model under CUDA autocast (the Mamba scan stays float32)."""
     channels, length = lr.shape
     scale = model.hr_sr // model.lr_sr
-    size = max(1, round(chunk * model.lr_sr))
-    lap = min(round(overlap * model.lr_sr), size // 2)
+    size, lap, starts = chunk_plan(length, model.lr_sr, chunk, overlap)
     hop = size - lap
-    starts = [0]
-    while starts[-1] + size < length:
-        starts.append(starts[-1] + hop)
-    if len(starts) == 1:
-        size = length  # a single chunk runs at its own length, without padding
     device = next(model.parameters()).device
     fade_in = _fade(scale * lap, device)
-    pending: torch.Tensor | None = None
+    pending: torch.Tensor | None = None  # the faded-out tail of the previous chunk
     per_pass = max(1, batch_size // channels)
     for first in range(0, len(starts), per_pass):
         group = starts[first : first + per_pass]
@@ -110,47 +125,63 @@ def iter_enhance(
             out = crossover(out, lowband, model.hr_sr, model.lr_sr / 2)
         for index, start in enumerate(group, start=first):
             y = out[(index - first) * channels : (index - first + 1) * channels]
-            last = index == len(starts) - 1
-            if lap and index > 0:
+            if pending is not None:
                 y[:, : scale * lap] = y[:, : scale * lap] * fade_in + pending
-            if last:
+            if index == len(starts) - 1:
                 yield y[:, : scale * (length - start)].cpu()
             else:
-                if lap:
-                    pending = y[:, scale * hop :] * (1 - fade_in)
+                pending = y[:, scale * hop :] * (1 - fade_in) if lap else None
                 yield y[:, : scale * hop].cpu()
 
 
 def enhance(model: nn.Module, lr: torch.Tensor, **kwargs) -> torch.Tensor:
-    """(C, L) at model.lr_sr → (C, scale·L) at model.hr_sr (see `iter_enhance`)."""
+    """(C, L) or (B, 1, L) at model.lr_sr → (C, scale·L) or (B, 1, scale·L) at model.hr_sr,
+    chunked and overlap-added (keyword arguments of `iter_enhance`)."""
+    if lr.dim() == 3 and lr.shape[1] == 1:
+        return enhance(model, lr[:, 0], **kwargs)[:, None]
+    if lr.dim() != 2:
+        raise ValueError(f"expected (C, L) or (B, 1, L), got {tuple(lr.shape)}")
     with torch.inference_mode():
         return torch.cat(list(iter_enhance(model, lr, **kwargs)), dim=-1)
 
 
+def band_energy(audio: np.ndarray, sr: int, cutoff: float) -> tuple[float, float]:
+    """(energy above `cutoff` Hz, total energy) of (C, N), from one rfft per channel."""
+    spectrum = np.abs(np.fft.rfft(audio, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[-1], 1 / sr)
+    return float(spectrum[..., freqs > cutoff].sum()), float(spectrum.sum())
+
+
+def warn_discarded(name: str | os.PathLike, fraction: float, lr_sr: int) -> None:
+    """Log a warning when `fraction` (of the energy above lr_sr/2) exceeds HIGH_BAND_WARNING."""
+    if fraction > HIGH_BAND_WARNING:
+        log.warning(
+            "%s: %.1f%% of its energy is above %g Hz and is discarded by the resampling to %d Hz",
+            name,
+            100 * fraction,
+            lr_sr / 2,
+            lr_sr,
+        )
+
+
+def _fit(audio: np.ndarray, length: int) -> np.ndarray:
+    """Crop or zero-pad (C, N) to `length` samples (resamplers round lengths)."""
+    return np.pad(audio[:, :length], ((0, 0), (0, max(0, length - audio.shape[-1]))))
+
+
 def upsample(audio: np.ndarray, sr: int, model: nn.Module, **kwargs) -> tuple[np.ndarray, int]:
-    """Upsample `audio` ((samples,) or (channels, samples), any rate) with `model`;
-    returns (audio at model.hr_sr with the same layout, model.hr_sr)."""
+    """Upsample `audio` ((samples,) or (channels, samples), any rate) with `model` (keyword
+    arguments of `iter_enhance`); returns (audio at model.hr_sr with the same layout and
+    round(samples · hr_sr / sr) samples, model.hr_sr)."""
     audio = np.asarray(audio, dtype=np.float32)
     mono = audio.ndim == 1
     audio2d = audio[None] if mono else audio
     check_audio(audio2d, "input", min_samples=max(2, round(MIN_SECONDS * sr)))
+    above, total = band_energy(audio2d, sr, model.lr_sr / 2)
+    warn_discarded("input", above / (total or 1.0), model.lr_sr)
     lr = torch.from_numpy(resample(audio2d, sr, model.lr_sr))
-    out = enhance(model, lr, **kwargs).numpy()
-    expected = round(audio2d.shape[-1] * model.hr_sr / sr)
-    out = (
-        out[:, :expected]
-        if out.shape[-1] >= expected
-        else np.pad(out, ((0, 0), (0, expected - out.shape[-1])))
-    )
+    out = _fit(enhance(model, lr, **kwargs).numpy(), round(audio2d.shape[-1] * model.hr_sr / sr))
     return (out[0] if mono else out), model.hr_sr
-
-
-def high_band_fraction(audio: np.ndarray, sr: int, cutoff: float) -> float:
-    """Fraction of the energy of (C, N) above `cutoff` Hz."""
-    spectrum = np.abs(np.fft.rfft(audio, axis=-1)) ** 2
-    freqs = np.fft.rfftfreq(audio.shape[-1], 1 / sr)
-    total = spectrum.sum()
-    return float(spectrum[..., freqs > cutoff].sum() / total) if total > 0 else 0.0
 
 
 def read_lowres(
@@ -158,8 +189,8 @@ def read_lowres(
 ) -> tuple[torch.Tensor, int, int, float]:
     """Stream a file from disk and resample it to `lr_sr` block by block (soxr VHQ).
 
-    Returns (lr (C, L'), source rate, source frames, fraction of the first block's energy
-    above lr_sr/2). Raises AudioError naming the file for unusable input.
+    Returns (lr (C, L'), source rate, source frames, fraction of the energy above lr_sr/2).
+    Raises AudioError naming the file for unusable input.
     """
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
@@ -179,21 +210,73 @@ def read_lowres(
         if sr == lr_sr
         else soxr.ResampleStream(sr, lr_sr, channels, dtype="float32", quality="VHQ")
     )
-    parts, high = [], 0.0
+    parts, above, total = [], 0.0, 0.0
     blocksize = max(1, round(block_seconds * sr))
-    read = 0
-    for index, block in enumerate(
-        sf.blocks(str(path), blocksize=blocksize, dtype="float32", always_2d=True)
-    ):
-        read += len(block)
+    for block in sf.blocks(str(path), blocksize, dtype="float32", always_2d=True):
         if not np.isfinite(block).all():
             raise AudioError(f"{path}: contains NaN/Inf samples")
-        if index == 0:
-            high = high_band_fraction(block.T, sr, lr_sr / 2)
-        last = read >= frames
-        parts.append(block if stream is None else stream.resample_chunk(block, last=last))
-    lr = np.concatenate(parts).T
-    return torch.from_numpy(np.ascontiguousarray(lr)), sr, frames, high
+        energy = band_energy(block.T, sr, lr_sr / 2)
+        above, total = above + energy[0], total + energy[1]
+        parts.append((block if stream is None else stream.resample_chunk(block)).T.copy())
+    if stream is not None:  # flush the resampler's delay line
+        parts.append(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+    lr = torch.from_numpy(np.concatenate(parts, axis=1))
+    return lr, sr, frames, above / (total or 1.0)
+
+
+def output_format(suffix: str, subtype: str | None) -> tuple[str, str]:
+    """(soundfile format, subtype) for an output suffix such as ".wav"; `subtype` None = the
+    format's default. Raises ValueError for a combination soundfile cannot write."""
+    fmt = suffix.lstrip(".").upper()
+    if fmt not in sf.available_formats():
+        raise ValueError(f"format={fmt.lower()}: not one of {', '.join(sf.available_formats())}")
+    subtype = subtype or sf.default_subtype(fmt)
+    if not sf.check_format(fmt, subtype):
+        raise ValueError(f"subtype={subtype} cannot be written as {fmt}")
+    return fmt, subtype
+
+
+def predict_file(
+    model: nn.Module,
+    source: Path,
+    target: Path,
+    chunk: float = 10.0,
+    overlap: float = 1.0,
+    batch_size: int = 4,
+    keep_lowband: bool = False,
+    subtype: str | None = None,
+    amp: str = "none",
+) -> float:
+    """Upsample one file to `target` (its suffix picks the format), written block by block to
+    a temporary name then renamed; returns the seconds of audio written."""
+    fmt, subtype = output_format(target.suffix, subtype)
+    if target.resolve() == source.resolve():
+        raise AudioError(f"{source}: the output would overwrite the input")
+    lr, sr, frames, high = read_lowres(source, model.lr_sr)
+    warn_discarded(source, high, model.lr_sr)
+    expected = round(frames * model.hr_sr / sr)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AudioError(f"{target.parent}: cannot create the output folder ({err})") from err
+    chunks = len(chunk_plan(lr.shape[-1], model.lr_sr, chunk, overlap)[2])
+    blocks = iter_enhance(model, lr, chunk, overlap, batch_size, keep_lowband, amp)
+    clip = subtype not in ("FLOAT", "DOUBLE")  # integer and lossy formats cannot exceed ±1
+    written = 0
+    with (
+        atomic_path(target) as tmp,
+        torch.inference_mode(),
+        sf.SoundFile(str(tmp), "w", model.hr_sr, lr.shape[0], subtype, format=fmt) as out,
+    ):
+        progress = tqdm(
+            blocks, total=chunks, desc=source.name, unit="chunk", leave=False, disable=chunks < 2
+        )
+        for block in progress:
+            block = block[:, : expected - written].numpy()
+            out.write(np.clip(block.T, -1, 1) if clip else block.T)
+            written += block.shape[1]
+        out.write(np.zeros((expected - written, lr.shape[0]), np.float32))  # resampler rounding
+    return expected / model.hr_sr
 
 
 @dataclass
@@ -207,6 +290,7 @@ class Summary:
     wall_seconds: float = 0.0
 
     def report(self) -> str:
+        """One line of counts and speed, then one `FAILED <reason naming the file>` per failure."""
         speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
             f"{len(self.done)} done, {len(self.skipped)} skipped (output exists; "
@@ -214,7 +298,7 @@ class Summary:
             f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
             f"({speed:.2f} audio seconds per second)"
         ]
-        lines += [f"FAILED {path}: {reason}" for path, reason in self.failed]
+        lines += [f"FAILED {reason}" for _, reason in self.failed]
         return "\n".join(lines)
 
 
@@ -224,46 +308,20 @@ def output_path(source: Path, input_root: Path, output: Path, suffix: str) -> Pa
     return (output / relative).with_suffix(suffix)
 
 
-def predict_file(
-    model: nn.Module,
-    source: Path,
-    target: Path,
-    chunk: float = 10.0,
-    overlap: float = 1.0,
-    batch_size: int = 4,
-    keep_lowband: bool = False,
-    subtype: str = "PCM_16",
-    amp: str = "none",
-) -> float:
-    """Upsample one file to `target` (written block by block to a temporary name, then
-    renamed); returns the seconds of audio written."""
-    if target.resolve() == source.resolve():
-        raise AudioError(f"{source}: the output would overwrite the input")
-    lr, sr, frames, high = read_lowres(source, model.lr_sr)
-    if high > HIGH_BAND_WARNING:
-        log.warning(
-            "%s: %.1f%% of its energy is above %g Hz and is discarded by the resampling to %d Hz",
-            source,
-            100 * high,
-            model.lr_sr / 2,
-            model.lr_sr,
-        )
-    expected = round(frames * model.hr_sr / sr)
-    written = 0
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise AudioError(f"{target.parent}: cannot create the output folder ({err})") from err
-    with atomic_path(target) as tmp, torch.inference_mode():
-        fmt = target.suffix.lstrip(".").upper() or "WAV"
-        with sf.SoundFile(str(tmp), "w", model.hr_sr, lr.shape[0], subtype, format=fmt) as out:
-            for block in iter_enhance(model, lr, chunk, overlap, batch_size, keep_lowband, amp):
-                block = block[:, : expected - written].numpy()
-                out.write(np.clip(block.T, -1, 1) if subtype.startswith("PCM") else block.T)
-                written += block.shape[1]
-            if written < expected:  # resampler rounding: pad the last few samples
-                out.write(np.zeros((expected - written, lr.shape[0]), dtype=np.float32))
-    return expected / model.hr_sr
+def list_inputs(input_root: Path, output: Path) -> list[Path]:
+    """`input_root` if it is a file, else every file under it except hidden ones and those in
+    an output folder nested inside it. Everything is tried (soundfile reads more than the
+    usual extensions), so a file that is not audio is reported, not silently ignored."""
+    if input_root.is_file():
+        return [input_root]
+    nested = input_root.resolve() in output.resolve().parents
+    return sorted(
+        p
+        for p in input_root.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(input_root).parts)
+        and not (nested and output.resolve() in p.resolve().parents)
+    )
 
 
 def predict_files(
@@ -276,37 +334,34 @@ def predict_files(
     suffix: str = ".wav",
     **options,
 ) -> Summary:
-    """Upsample a file or every audio file under a folder into `output` (same relative
-    layout). Failures are collected and the other files go on."""
+    """Upsample a file or every file under a folder into `output` (same relative layout;
+    keyword `options` of `predict_file`). Failures are collected and the other files go on.
+    Raises ValueError for an output format soundfile cannot write."""
+    output_format(suffix, options.get("subtype"))
     input_root, output = Path(input), Path(output)
     summary = Summary()
     start = time.time()
     if not input_root.exists():
-        summary.failed.append((input_root, "no such file or folder"))
+        summary.failed.append((input_root, f"{input_root}: no such file or folder"))
         return summary
-    sources = list_audio_files(input_root) if input_root.is_dir() else [input_root]
-    if input_root.is_dir():
-        # a file soundfile cannot read is reported, not silently ignored
-        sources += sorted(
-            p
-            for p in input_root.rglob("*")
-            if p.is_file()
-            and p not in sources
-            and not p.name.startswith(".")
-            and output.resolve() not in p.resolve().parents
-        )
+    sources = list_inputs(input_root, output)
+    written: dict[Path, Path] = {}  # output → the input that made it, in this run
     for source in tqdm(sources, desc="files", unit="file", disable=len(sources) < 2):
         target = output_path(source, input_root, output, suffix)
+        if target in written:
+            summary.failed.append((source, f"{source}: same output {target} as {written[target]}"))
+            continue
         if target.exists() and not overwrite:
             summary.skipped.append(source)
             continue
         try:
             summary.audio_seconds += predict_file(model, source, target, **options)
+            written[target] = source
             summary.done.append(source)
             if spectrogram:
-                write_spectrogram(source, target, reference, input_root)
+                write_spectrogram(source, target, find_reference(source, input_root, reference))
         except (AudioError, OSError, RuntimeError, ValueError) as err:
-            message = str(err)
+            message = " ".join(str(err).split())  # one line
             summary.failed.append(
                 (source, message if str(source) in message else f"{source}: {message}")
             )
@@ -314,25 +369,31 @@ def predict_files(
     return summary
 
 
-def write_spectrogram(
-    source: Path, target: Path, reference: str | os.PathLike | None, input_root: Path
-) -> Path:
-    """PNG beside the output: input, output (and the reference when one is given)."""
+def find_reference(
+    source: Path, input_root: Path, reference: str | os.PathLike | None
+) -> Path | None:
+    """The reference of `source`: `reference` itself if it is a file, else the file at the
+    same relative path under it, with the source's or any audio extension; None if absent."""
+    if reference is None:
+        return None
+    root = Path(reference)
+    if root.is_file():
+        return root
+    base = output_path(source, input_root, root, source.suffix)
+    candidates = [base, *(base.with_suffix(ext) for ext in AUDIO_EXTENSIONS)]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def write_spectrogram(source: Path, target: Path, reference: Path | None = None) -> Path:
+    """PNG beside the output (its name with .png): input, output and reference, channels
+    averaged."""
     from aeromamba.audio import read_audio
     from aeromamba.plots import plot_spectrograms
 
+    paths = {"input": source, "output": target, "reference": reference}
     signals = {}
-    for label, path in (("input", source), ("output", target)):
-        audio, sr = read_audio(path)
-        signals[label] = (audio.mean(axis=0), sr)
-    if reference is not None:
-        ref_root = Path(reference)
-        ref = (
-            ref_root
-            if ref_root.is_file()
-            else output_path(source, input_root, ref_root, source.suffix)
-        )
-        if ref.exists():
-            audio, sr = read_audio(ref)
-            signals["reference"] = (audio.mean(axis=0), sr)
+    for label, path in paths.items():
+        if path is not None:
+            audio, sr = read_audio(path)
+            signals[label] = (audio.mean(axis=0), sr)
     return plot_spectrograms(signals, target.with_suffix(".png"), title=source.name)

@@ -9,6 +9,8 @@ import numpy as np
 
 from aeromamba.files import atomic_path
 
+MAX_FRAMES = 2000  # more columns than a figure has pixels only costs memory on long files
+
 
 def log_spectrogram(x: np.ndarray, sr: int, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
     """(frames, bins) magnitude in dB of a 1-D signal (Hann window, floor −120 dB)."""
@@ -37,7 +39,7 @@ def plot_spectrograms(
         len(signals), 1, figsize=(12, 2.6 * len(signals)), sharex=True, squeeze=False
     )
     for ax, (label, (signal, sr)) in zip(axes[:, 0], signals.items(), strict=True):
-        spec = log_spectrogram(signal, sr)
+        spec = log_spectrogram(signal, sr, hop=max(512, -(-len(signal) // MAX_FRAMES)))
         duration = len(signal) / sr
         image = ax.imshow(
             spec.T,

@@ -1,10 +1,13 @@
 """Peak memory and speed of predict's file path on short and long files.
 
-    python scripts/benchmark_memory.py [--variant aeromamba] [--lengths 30,600] [--channels 2]
+    python scripts/benchmark_memory.py [--variant aeromamba] [--checkpoint PATH]
+        [--lengths 30,600] [--channels 2]
 
-Writes a music-like file of each length, upsamples it in a fresh process (so the peak RSS is
-that run's alone) and prints a Markdown table: seconds, real-time factor (audio seconds per
-wall second) and peak RSS.
+Writes a music-like file of each length, upsamples it with `predict_file` (predict.py's path:
+streamed read, chunked batched OLA, streamed write) in a fresh process, so the peak RSS
+(ru_maxrss) is that run's alone, and prints a Markdown table: wall seconds, real-time factor
+(wall / audio seconds), speed (audio / wall seconds), peak RSS after building the model and
+at the end.
 """
 
 from __future__ import annotations
@@ -21,26 +24,39 @@ from pathlib import Path
 import numpy as np
 
 
-def child(variant: str, source: str, target: str) -> None:
-    """Upsample `source` with a randomly initialised full-size model; print JSON stats."""
+def peak_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(model_spec: str, source: str, target: str) -> None:
+    """Upsample `source` with a checkpoint (a path) or a randomly initialised variant (a
+    name; speed and memory do not depend on the weights); print JSON stats."""
     import torch
 
+    from aeromamba.checkpoint import load_generator
     from aeromamba.inference import predict_file
-    from aeromamba.models import make_generator
+    from aeromamba.models import VARIANTS, make_generator
 
     torch.manual_seed(0)
-    model = make_generator(variant).eval()
+    if model_spec in VARIANTS:
+        model = make_generator(model_spec).eval()
+    else:
+        model = load_generator(model_spec, torch.device("cpu"))
+    model_mb = peak_mb()
     start = time.perf_counter()
     seconds = predict_file(model, Path(source), Path(target))
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "wall": wall, "peak_mb": peak}))
+    print(
+        json.dumps({"seconds": seconds, "wall": wall, "model_mb": model_mb, "peak_mb": peak_mb()})
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=3)
     parser.add_argument("--variant", default="aeromamba")
+    parser.add_argument("--checkpoint", help="use this checkpoint instead of random weights")
     parser.add_argument("--lengths", default="30,600")
     parser.add_argument("--channels", type=int, default=2)
     args = parser.parse_args()
@@ -62,7 +78,7 @@ def main() -> None:
                     sys.executable,
                     __file__,
                     "--child",
-                    args.variant,
+                    args.checkpoint or args.variant,
                     str(source),
                     str(Path(folder) / f"out_{length:g}.wav"),
                 ],
@@ -72,12 +88,16 @@ def main() -> None:
             )
             stats = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append((length, stats))
-    print(f"| {args.variant}, {args.channels} channels | wall (s) | RTF | peak RSS (MB) |")
-    print("| --- | --- | --- | --- |")
+    name = args.checkpoint or f"{args.variant} (random weights)"
+    print(
+        f"| {name}, {args.channels} ch | wall (s) | RTF (wall/audio) | audio s per wall s "
+        "| RSS with model (MB) | peak RSS (MB) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     for length, s in rows:
         print(
-            f"| {length:g} s | {s['wall']:.1f} | {s['seconds'] / s['wall']:.2f} | "
-            f"{s['peak_mb']:.0f} |"
+            f"| {length:g} s | {s['wall']:.1f} | {s['wall'] / s['seconds']:.3f} | "
+            f"{s['seconds'] / s['wall']:.2f} | {s['model_mb']:.0f} | {s['peak_mb']:.0f} |"
         )
 
 

@@ -3,6 +3,7 @@ nothing at boundaries, the low band kept on request, and clear errors for bad in
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,21 @@ import aeromamba
 from aeromamba.audio import AudioError, resample, write_audio
 from aeromamba.checkpoint import model_package, save_checkpoint
 from aeromamba.data.synthetic import music_clip
-from aeromamba.inference import enhance, predict_files, read_lowres
+from aeromamba.inference import chunk_plan, enhance, find_reference, predict_files, read_lowres
 from aeromamba.metrics.lsd import lsd
 from aeromamba.models import make_generator
 
 ROOT = Path(__file__).resolve().parents[1]
+# One intra-op thread: on 2 cores shared with other jobs, two spinning threads ran ~70× slower.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class Repeat(nn.Module):
@@ -57,6 +68,18 @@ def test_ola_adds_nothing_at_boundaries(chunk, overlap):
     chunked = enhance(Repeat(), lr, chunk=chunk, overlap=overlap, batch_size=3)
     assert chunked.shape == whole.shape
     assert (chunked - whole).abs().max() < 1e-4
+    batched = enhance(Repeat(), lr[:, None], chunk=chunk, overlap=overlap)  # (B, 1, L) layout
+    assert torch.equal(batched[:, 0], chunked)
+
+
+def test_chunk_plan_covers_the_signal_once():
+    size, lap, starts = chunk_plan(1000, 100, chunk=1.5, overlap=0.3)
+    assert (size, lap) == (150, 30)
+    assert starts[0] == 0 and starts[-1] + size >= 1000 > starts[-1] + lap
+    assert all(b - a == size - lap for a, b in zip(starts, starts[1:], strict=False))
+    assert chunk_plan(90, 100, chunk=1.0, overlap=0.5) == (90, 0, [0])
+    with pytest.raises(ValueError, match="chunk"):
+        chunk_plan(1000, 100, chunk=0.0, overlap=0.1)
 
 
 def test_ola_with_a_real_model_has_no_level_dip(model):
@@ -77,6 +100,15 @@ def test_any_rate_and_channel_count(model, sr, channels):
     expected = round(audio.shape[-1] * 44100 / sr)
     assert out.shape == ((channels, expected) if channels > 1 else (expected,))
     assert np.isfinite(out).all() and np.abs(out).max() > 1e-4
+
+
+def test_warns_about_the_band_the_resampling_discards(caplog):
+    full = music_clip(1.0, 44100, seed=6)[None]
+    with caplog.at_level("WARNING", logger="aeromamba.inference"):
+        aeromamba.upsample(resample(resample(full, 44100, 11025), 11025, 44100), 44100, Repeat())
+        assert not caplog.records  # nothing above 5.5 kHz: nothing lost
+        aeromamba.upsample(full, 44100, Repeat())
+    assert len(caplog.records) == 1 and "5512.5 Hz" in caplog.records[0].getMessage()
 
 
 def test_keep_lowband_keeps_the_input_band(model):
@@ -118,6 +150,7 @@ def test_predict_folder_mirrors_layout_and_reports_failures(checkpoint, tmp_path
         capture_output=True,
         text=True,
         check=False,
+        env=ONE_THREAD,
     )
     assert result.returncode == 1  # some files failed
     assert sf.info(out / "a" / "mono.wav").samplerate == 44100
@@ -134,13 +167,74 @@ def test_predict_folder_mirrors_layout_and_reports_failures(checkpoint, tmp_path
         ("nan.wav", "NaN"),
     ]:
         line = next(line for line in report.splitlines() if name in line)
-        assert reason in line
+        assert line.startswith("FAILED") and reason in line
     mtime = (out / "a" / "mono.wav").stat().st_mtime_ns
     model = torch.nn.Identity()  # never called: everything is skipped
     model.lr_sr, model.hr_sr = 11025, 44100
     again = predict_files(model, src / "a", out / "a")
     assert again.skipped and not again.done
     assert (out / "a" / "mono.wav").stat().st_mtime_ns == mtime
+    redo = predict_files(Repeat(), src / "a", out / "a", overwrite=True)
+    assert redo.done and not redo.skipped
+    assert (out / "a" / "mono.wav").stat().st_mtime_ns != mtime
+
+
+def test_predict_without_a_checkpoint_says_what_to_pass(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), f"checkpoint={tmp_path / 'none.pt'}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ONE_THREAD,
+    )
+    assert result.returncode != 0 and "pass checkpoint=PATH" in result.stderr
+
+
+def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path):
+    src = tmp_path / "music"
+    write_audio(src / "song.flac", music_clip(0.3, 11025, seed=7)[None], 11025)
+    write_audio(src / "song.wav", music_clip(0.3, 11025, seed=8)[None], 11025)
+    first = predict_files(Repeat(), src, src / "up")
+    assert first.done == [src / "song.flac"]  # song.wav would write the same output
+    assert len(first.failed) == 1 and "same output" in first.failed[0][1]
+    second = predict_files(Repeat(), src, src / "up")
+    assert second.skipped == [src / "song.flac", src / "song.wav"] and not second.done
+    assert not (src / "up" / "up").exists()
+
+
+def test_output_format_and_subtype(tmp_path):
+    src = tmp_path / "clip.wav"
+    write_audio(src, music_clip(0.3, 16000, seed=9)[None], 16000)
+    done = predict_files(Repeat(), src, tmp_path / "out", suffix=".flac", subtype="PCM_24")
+    assert not done.failed
+    info = sf.info(tmp_path / "out" / "clip.flac")
+    assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_24", 44100)
+    with pytest.raises(ValueError, match="FLOAT"):
+        predict_files(Repeat(), src, tmp_path / "out", suffix=".flac", subtype="FLOAT")
+
+
+def test_reference_matched_by_relative_path_and_plotted(tmp_path):
+    from aeromamba.inference import write_spectrogram
+
+    src, ref = tmp_path / "in", tmp_path / "ref"
+    hr = music_clip(0.5, 44100, seed=10)[None]
+    write_audio(src / "x" / "take.v2.wav", resample(hr, 44100, 11025), 11025)
+    write_audio(ref / "x" / "take.v2.flac", hr, 44100)
+    write_audio(ref / "x" / "take.wav", hr, 44100)  # a near miss that must not match
+    found = find_reference(src / "x" / "take.v2.wav", src, ref)
+    assert found == ref / "x" / "take.v2.flac"
+    assert find_reference(src / "x" / "take.v2.wav", src, None) is None
+    target = tmp_path / "out" / "take.v2.wav"
+    write_audio(target, hr, 44100)
+    two = plt_height(write_spectrogram(src / "x" / "take.v2.wav", target))
+    three = plt_height(write_spectrogram(src / "x" / "take.v2.wav", target, found))
+    assert three > two > 0  # one more panel
+
+
+def plt_height(path: Path) -> int:
+    import matplotlib.image
+
+    return matplotlib.image.imread(path).shape[0]
 
 
 def test_missing_input_and_unwritable_output(model, tmp_path):
