@@ -36,16 +36,18 @@ def one_thread():
 
 
 class Repeat(nn.Module):
-    """Identity-like stand-in for a generator: every sample repeated 4 times."""
+    """Identity-like stand-in for a generator: 4× interpolation, by default every sample
+    repeated 4 times; `mode="linear"` looks at neighbours, so chunk edges differ."""
 
-    lr_sr, hr_sr = 11025, 44100
+    lr_sr, hr_sr, scale = 11025, 44100, 4
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "nearest") -> None:
         super().__init__()
+        self.mode = mode
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.repeat_interleave(x, 4, dim=-1) + self.dummy
+        return nn.functional.interpolate(x, scale_factor=4, mode=self.mode) + self.dummy
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +63,26 @@ def checkpoint(model, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("chunk,overlap", [(1.0, 0.25), (0.7, 0.1), (2.0, 0.5), (0.5, 0.0)])
-def test_ola_adds_nothing_at_boundaries(chunk, overlap):
+@pytest.mark.parametrize(
+    "mode,chunk,overlap",
+    [
+        ("nearest", 1.0, 0.25),
+        ("nearest", 0.5, 0.0),
+        ("linear", 0.7, 0.1),
+        ("linear", 2.0, 0.5),
+        ("linear", 1.1, 0.9),  # asks for more than half a chunk: capped
+    ],
+)
+def test_ola_adds_nothing_at_boundaries(mode, chunk, overlap):
     lr = torch.from_numpy(music_clip(3.3, 11025, seed=2))[None].repeat(2, 1)
-    whole = torch.repeat_interleave(lr, 4, dim=-1)
-    chunked = enhance(Repeat(), lr, chunk=chunk, overlap=overlap, batch_size=3)
-    assert chunked.shape == whole.shape
-    assert (chunked - whole).abs().max() < 1e-4
-    batched = enhance(Repeat(), lr[:, None], chunk=chunk, overlap=overlap)  # (B, 1, L) layout
+    lr[1] *= -0.5
+    stub = Repeat(mode)
+    whole = enhance(stub, lr, chunk=10.0)  # one chunk
+    assert torch.equal(whole, stub(lr[:, None])[:, 0])
+    chunked = enhance(stub, lr, chunk=chunk, overlap=overlap, batch_size=3)
+    assert chunked.shape == whole.shape == (2, 4 * lr.shape[-1])
+    assert (chunked - whole)[:, 8:-8].abs().max() < 1e-4
+    batched = enhance(stub, lr[:, None], chunk=chunk, overlap=overlap)  # (B, 1, L) layout
     assert torch.equal(batched[:, 0], chunked)
 
 
