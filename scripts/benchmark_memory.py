@@ -3,11 +3,11 @@
     python scripts/benchmark_memory.py [--variant aeromamba] [--checkpoint PATH]
         [--lengths 30,600] [--channels 2]
 
-Writes a music-like file of each length, upsamples it with `predict_file` (predict.py's path:
-streamed read, chunked batched OLA, streamed write) in a fresh process, so the peak RSS
-(ru_maxrss) is that run's alone, and prints a Markdown table: wall seconds, real-time factor
-(wall / audio seconds), speed (audio / wall seconds), peak RSS after building the model and
-at the end.
+Writes a music-like file of each length and upsamples it with `predict_file` (predict.py's
+path: streamed read, chunked batched OLA, streamed write), each in a fresh process, and prints
+a Markdown table: wall seconds, real-time factor (wall / audio seconds), speed (audio / wall
+seconds), peak RSS after building the model and at the end. The parent imports neither torch
+nor the project: Linux starts an exec'd child's ru_maxrss at its parent's peak.
 """
 
 from __future__ import annotations
@@ -52,9 +52,35 @@ def child(model_spec: str, source: str, target: str) -> None:
     )
 
 
+def make_input(length: str, channels: str, path: str) -> None:
+    """Write `length` seconds of music-like 16-bit audio (a 60 s clip repeated), block by
+    block so this process stays small too."""
+    import soundfile as sf
+
+    from aeromamba.data.synthetic import music_clip
+
+    total = round(float(length) * 44100)
+    clip = music_clip(min(float(length), 60.0), 44100, seed=1)
+    block = np.repeat(clip[:, None], int(channels), axis=1)
+    with sf.SoundFile(path, "w", 44100, int(channels), "PCM_16") as out:
+        for start in range(0, total, len(block)):
+            out.write(block[: total - start])
+
+
+def run(*args: str) -> str:
+    """Run this script with `args` in a fresh interpreter; its stdout."""
+    done = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        sys.exit(f"{' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=3)
+    parser.add_argument("--make", nargs=3)
     parser.add_argument("--variant", default="aeromamba")
     parser.add_argument("--checkpoint", help="use this checkpoint instead of random weights")
     parser.add_argument("--lengths", default="30,600")
@@ -63,31 +89,17 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    from aeromamba.audio import write_audio
-    from aeromamba.data.synthetic import music_clip
-
+    if args.make:
+        make_input(*args.make)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for length in [float(x) for x in args.lengths.split(",")]:
-            clip = music_clip(min(length, 60.0), 44100, seed=1)
-            audio = np.tile(clip, int(np.ceil(length / 60.0)))[: round(length * 44100)]
-            source = Path(folder) / f"in_{length:g}.wav"
-            write_audio(source, np.stack([audio] * args.channels), 44100, subtype="PCM_16")
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    args.checkpoint or args.variant,
-                    str(source),
-                    str(Path(folder) / f"out_{length:g}.wav"),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            stats = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append((length, stats))
+            source = str(Path(folder) / f"in_{length:g}.wav")
+            run("--make", str(length), str(args.channels), source)
+            target = str(Path(folder) / f"out_{length:g}.wav")
+            stdout = run("--child", args.checkpoint or args.variant, source, target)
+            rows.append((length, json.loads(stdout.strip().splitlines()[-1])))
     name = args.checkpoint or f"{args.variant} (random weights)"
     print(
         f"| {name}, {args.channels} ch | wall (s) | RTF (wall/audio) | audio s per wall s "
