@@ -142,3 +142,19 @@ def test_gradients_reach_every_used_parameter():
     model(torch.randn(2, 1, 2048)).pow(2).mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+
+
+def test_local_attention_query_chunks_change_nothing(monkeypatch):
+    from aeromamba.models import layers
+
+    torch.manual_seed(0)
+    attention = layers.LocalAttention(8).double().eval()
+    x = torch.randn(3, 8, 37, dtype=torch.float64)
+    with torch.no_grad():
+        whole = attention(x)
+        monkeypatch.setattr(layers, "ATTENTION_BUDGET", 3 * 4 * 37 * 5)  # 5 queries a chunk
+        chunked = attention(x)
+        monkeypatch.setattr(layers, "ATTENTION_BUDGET", 1)  # one query a chunk
+        single = attention(x)
+    assert torch.allclose(whole, chunked, atol=1e-12) and torch.allclose(whole, single, atol=1e-12)
+    assert not torch.allclose(whole, x)  # the attention did something

@@ -125,6 +125,9 @@ class BLSTM(nn.Module):
         return torch.cat(pieces, dim=-1)[..., :length] + x
 
 
+ATTENTION_BUDGET = 2**24  # score-matrix elements per query chunk of LocalAttention (64 MB)
+
+
 class LocalAttention(nn.Module):
     """Multi-head attention over time with a learned, query-dependent distance decay, on
     (N, C, T); a frame never attends to itself."""
@@ -145,20 +148,27 @@ class LocalAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, channels, length = x.shape
         heads = self.heads
-        steps = torch.arange(length, device=x.device, dtype=x.dtype)
-        distance = (steps[:, None] - steps[None, :]).abs()  # (t, s)
         queries = self.query(x).view(n, heads, -1, length)
         keys = self.key(x).view(n, heads, -1, length)
-        scores = torch.einsum("bhct,bhcs->bhts", keys, queries) / math.sqrt(channels / heads)
-        rates = torch.arange(1, self.ndecay + 1, device=x.device, dtype=x.dtype)
-        decay_kernel = -rates[:, None, None] * distance / math.sqrt(self.ndecay)  # (f, t, s)
-        decay_q = torch.sigmoid(self.query_decay(x).view(n, heads, -1, length)) / 2
-        scores = scores + torch.einsum("fts,bhfs->bhts", decay_kernel, decay_q)
-        eye = torch.eye(length, dtype=torch.bool, device=x.device)
-        weights = torch.softmax(scores.masked_fill(eye, -100.0), dim=2)
         content = self.content(x).view(n, heads, -1, length)
-        result = torch.einsum("bhts,bhct->bhcs", weights, content).reshape(n, channels, length)
-        return x + self.proj(result)
+        # Σ_f -rate_f·|t - s|/sqrt(ndecay)·q_f(s) = -|t - s|·slope(s): one slope per query.
+        rates = torch.arange(1, self.ndecay + 1, device=x.device, dtype=x.dtype)
+        decay_q = torch.sigmoid(self.query_decay(x).view(n, heads, -1, length)) / 2
+        slope = torch.einsum("f,bhfs->bhs", rates, decay_q) / math.sqrt(self.ndecay)
+        steps = torch.arange(length, device=x.device, dtype=x.dtype)
+        result = torch.empty_like(content)
+        # Every query attends to all frames (quadratic time); taking the queries in chunks
+        # bounds the score matrix at ATTENTION_BUDGET elements, so memory stays linear.
+        chunk = max(1, ATTENTION_BUDGET // (n * heads * length))
+        for s0 in range(0, length, chunk):
+            s1 = min(s0 + chunk, length)
+            scores = torch.einsum("bhct,bhcs->bhts", keys, queries[..., s0:s1])
+            scores = scores / math.sqrt(channels / heads)
+            distance = (steps[:, None] - steps[None, s0:s1]).abs()  # (t, s)
+            scores = scores - distance * slope[:, :, None, s0:s1]
+            weights = torch.softmax(scores.masked_fill(distance == 0, -100.0), dim=2)
+            result[..., s0:s1] = torch.einsum("bhts,bhct->bhcs", weights, content)
+        return x + self.proj(result.reshape(n, channels, length))
 
 
 class DConv(nn.Module):
@@ -227,6 +237,6 @@ class DConv(nn.Module):
             if "time_attn" in layer:
                 y = layer["time_attn"](y)
             if self.mamba_executed:
-                y = layer["mamba"](y.transpose(1, 2)).transpose(1, 2)
+                y = layer["mamba"].forward_channels(y)
             x = x + layer["conv2"](y)
         return x.view(batch, rows, channels, frames).permute(0, 2, 1, 3)

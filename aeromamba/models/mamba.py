@@ -73,6 +73,23 @@ def block_scan(
     return _BlockScan.apply(u, delta, A, B, C, block)
 
 
+# exp() of arguments below float32's range (≈ -87) takes a slow path (10× slower) for a result
+# that is 0 to float32 precision; clamping there changes nothing but the speed.
+_MIN_LOG_DECAY = -80.0
+
+
+def _decay(delta: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """exp(Δ A) for a time block: Δ (T, batch, d_inner), A (d_inner, d_state) → (T, batch,
+    d_inner, d_state), with the exponent clamped at `_MIN_LOG_DECAY`."""
+    return torch.mul(delta[..., None], A).clamp_(min=_MIN_LOG_DECAY).exp_()
+
+
+def _time_major(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """(batch, channels, L) → contiguous (L, batch, channels): every time block is then one
+    contiguous slice, read at full speed by the block's element-wise operations."""
+    return [t.permute(2, 0, 1).contiguous() for t in tensors]
+
+
 def _scan_block(decay: torch.Tensor, states: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """In place: states[t] ← decay[t] ⊙ states[t-1] + states[t], with states[-1] = h.
 
@@ -84,32 +101,63 @@ def _scan_block(decay: torch.Tensor, states: torch.Tensor, h: torch.Tensor) -> t
     return states
 
 
+def _block_states(
+    drive: torch.Tensor,
+    delta: torch.Tensor,
+    B: torch.Tensor,
+    A: torch.Tensor,
+    h: torch.Tensor,
+    decay: torch.Tensor,
+    states: torch.Tensor,
+) -> torch.Tensor:
+    """The states h_t of one time block, written into the caller's buffers.
+
+    drive = Δ u and Δ (T, batch, d_inner); B (T, batch, d_state); h the state before the
+    block; decay, states (T, batch, d_inner, d_state) are overwritten with exp(Δ A) and h_t.
+    Reusing the same buffers for every block keeps them in cache and spares the page
+    faults of a fresh allocation per block (they cost more than the arithmetic).
+    """
+    torch.mul(delta[..., None], A, out=decay).clamp_(min=_MIN_LOG_DECAY).exp_()
+    torch.mul(drive[..., None], B[:, :, None, :], out=states)
+    return _scan_block(decay, states, h)
+
+
+def _contract(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(T, batch, m, k) @ (T, batch, k) → (T, batch, m), one batched GEMV, no copies."""
+    return torch.matmul(x, v[..., None])[..., 0]
+
+
 class _BlockScan(torch.autograd.Function):
     """y_t = <C_t, h_t>, h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t, over blocks of time.
 
-    Each block builds its decays and inputs (block, batch, d_inner, d_state), runs the
-    recurrence in place and contracts with C; only the state entering each block is kept
-    for the backward pass, which recomputes a block's states and runs the adjoint
-    recurrence λ_t = C_t g_t + exp(Δ_{t+1} A) ⊙ λ_{t+1} backwards in the same way.
-    Inputs: u, Δ (batch, d_inner, L); A (d_inner, d_state); B, C (batch, d_state, L).
+    Each block fills reused buffers (block, batch, d_inner, d_state) with its decays and
+    inputs, runs the recurrence in place and contracts with C. The state entering each block
+    is kept only when a gradient is wanted; the backward pass recomputes a block's states
+    and runs the adjoint recurrence λ_t = C_t g_t + exp(Δ_{t+1} A) ⊙ λ_{t+1} backwards in
+    the same way. Inputs: u, Δ (batch, d_inner, L); A (d_inner, d_state); B, C
+    (batch, d_state, L).
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, block):  # noqa: ANN001, ANN205 - autograd signature
         batch, d_inner, length = u.shape
-        ut, dt = u.permute(2, 0, 1), delta.permute(2, 0, 1)  # (L, batch, d_inner) views
-        bt, ct = B.permute(2, 0, 1), C.permute(2, 0, 1)  # (L, batch, d_state)
+        ut, dt, bt, ct = _time_major(u, delta, B, C)
+        drive = dt * ut
         y = u.new_empty(length, batch, d_inner)
+        decay = u.new_empty(min(block, length), batch, d_inner, A.shape[1])
+        states = torch.empty_like(decay)
         h = u.new_zeros(batch, d_inner, A.shape[1])
+        keep = any(ctx.needs_input_grad)
         starts = []
         for s in range(0, length, block):
             e = min(s + block, length)
-            starts.append(h)
-            decay = torch.exp(dt[s:e, ..., None] * A)
-            states = (dt[s:e] * ut[s:e])[..., None] * bt[s:e, :, None, :]
-            h = _scan_block(decay, states, h)[-1].clone()
-            y[s:e] = torch.einsum("tbdn,tbn->tbd", states, ct[s:e])
-        if any(ctx.needs_input_grad):
+            if keep:
+                starts.append(h.clone())
+            n = e - s
+            _block_states(drive[s:e], dt[s:e], bt[s:e], A, h, decay[:n], states[:n])
+            h.copy_(states[n - 1])
+            y[s:e] = _contract(states[:n], ct[s:e])
+        if keep:
             ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
         ctx.block = block
         return y.permute(1, 2, 0)
@@ -119,35 +167,36 @@ class _BlockScan(torch.autograd.Function):
         u, delta, A, B, C, starts = ctx.saved_tensors
         block = ctx.block
         length = u.shape[-1]
-        ut, dt = u.permute(2, 0, 1), delta.permute(2, 0, 1)
-        bt, ct = B.permute(2, 0, 1), C.permute(2, 0, 1)
-        gt = grad_y.float().permute(2, 0, 1)
+        ut, dt, bt, ct, gt = _time_major(u, delta, B, C, grad_y.float())
+        drive = dt * ut
         grad_u, grad_delta = torch.empty_like(ut), torch.empty_like(dt)
         grad_B, grad_C = torch.empty_like(bt), torch.empty_like(ct)
         grad_A = torch.zeros_like(A)
+        decay = u.new_empty(min(block, length), *starts.shape[1:])
+        states, adjoint, previous = (torch.empty_like(decay) for _ in range(3))
         carry = None  # exp(Δ_e A) ⊙ λ_e from the block after the current one
         for index in reversed(range(len(starts))):
             s = index * block
             e = min(s + block, length)
-            decay = torch.exp(dt[s:e, ..., None] * A)
-            drive = (dt[s:e] * ut[s:e])[..., None]  # (T, batch, d_inner, 1)
-            states = drive * bt[s:e, :, None, :]
-            _scan_block(decay, states, starts[index])
-            adjoint = gt[s:e, ..., None] * ct[s:e, :, None, :]
+            n = e - s
+            dec, sta, adj, prev = decay[:n], states[:n], adjoint[:n], previous[:n]
+            _block_states(drive[s:e], dt[s:e], bt[s:e], A, starts[index], dec, sta)
+            torch.mul(gt[s:e, ..., None], ct[s:e, :, None, :], out=adj)
             if carry is not None:
-                adjoint[-1] += carry
-            for t in range(e - s - 2, -1, -1):
-                adjoint[t].addcmul_(decay[t + 1], adjoint[t + 1])
-            carry = decay[0] * adjoint[0]
-            previous = torch.cat([starts[index][None], states[:-1]])
-            # d/d(Δ A) of the decay term, then the input term Δ u B.
-            grad_log_decay = adjoint * previous * decay
+                adj[-1] += carry
+            for t in range(n - 2, -1, -1):
+                adj[t].addcmul_(dec[t + 1], adj[t + 1])
+            carry = dec[0] * adj[0]
+            prev[0].copy_(starts[index])
+            prev[1:].copy_(sta[:-1])
+            # d/d(Δ A) of the decay term (in `prev`'s buffer), then the input term Δ u B.
+            grad_log_decay = prev.mul_(adj).mul_(dec)
             grad_A += torch.einsum("tbdn,tbd->dn", grad_log_decay, dt[s:e])
-            grad_drive = torch.einsum("tbdn,tbn->tbd", adjoint, bt[s:e])
-            grad_delta[s:e] = (grad_log_decay * A).sum(-1) + grad_drive * ut[s:e]
+            grad_drive = _contract(adj, bt[s:e])
+            grad_delta[s:e] = grad_log_decay.mul_(A).sum(-1) + grad_drive * ut[s:e]
             grad_u[s:e] = grad_drive * dt[s:e]
-            grad_B[s:e] = torch.einsum("tbdn,tbd->tbn", adjoint, drive[..., 0])
-            grad_C[s:e] = torch.einsum("tbdn,tbd->tbn", states, gt[s:e])
+            grad_B[s:e] = _contract(adj.transpose(-1, -2), drive[s:e])
+            grad_C[s:e] = _contract(sta.transpose(-1, -2), gt[s:e])
         to_input = lambda g: g.permute(1, 2, 0)  # noqa: E731
         return (
             to_input(grad_u),
@@ -203,8 +252,14 @@ class Mamba(nn.Module):
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        length = hidden.shape[1]
-        xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2·d_inner, L)
+        """(batch, L, d_model) → (batch, L, d_model), the layout of `mamba_ssm`."""
+        return self.forward_channels(hidden.transpose(1, 2)).transpose(1, 2)
+
+    def forward_channels(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(batch, d_model, L) → (batch, d_model, L), contiguous: the layout of the DConv
+        branch and of the fused kernels, so no transposes are needed on either side."""
+        length = hidden.shape[-1]
+        xz = channel_matmul(self.in_proj.weight, hidden)  # (batch, 2·d_inner, L)
         x, z = xz.chunk(2, dim=1)
         A = -torch.exp(self.A_log.float())
         fused = fused_kernels_available() and hidden.is_cuda
@@ -214,24 +269,28 @@ class Mamba(nn.Module):
             )
         else:
             x = F.silu(self.conv1d(x)[..., :length])
-        dt, B, C = self.x_proj(x.transpose(1, 2)).split(
-            [self.dt_rank, self.d_state, self.d_state], dim=-1
+        dt, B, C = channel_matmul(self.x_proj.weight, x).split(
+            [self.dt_rank, self.d_state, self.d_state], dim=1
         )
-        delta = (dt @ self.dt_proj.weight.T).transpose(1, 2)  # bias is added inside the scan
-        B = B.transpose(1, 2).contiguous()
-        C = C.transpose(1, 2).contiguous()
+        delta = channel_matmul(self.dt_proj.weight, dt)  # bias is added inside the scan
         if fused:
             y = selective_scan_fn(
                 x,
                 delta,
                 A,
-                B,
-                C,
+                B.contiguous(),
+                C.contiguous(),
                 self.D.float(),
-                z=z,
+                z=z.contiguous(),
                 delta_bias=self.dt_proj.bias.float(),
                 delta_softplus=True,
             )
         else:
             y = selective_scan(x, delta, A, B, C, self.D, z, self.dt_proj.bias)
-        return self.out_proj(y.transpose(1, 2))
+        return channel_matmul(self.out_proj.weight, y)
+
+
+def channel_matmul(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(out, in) weight applied along the channels of (batch, in, L) → (batch, out, L),
+    as one batched GEMM whose output is contiguous (a 1×1 convolution without bias)."""
+    return torch.bmm(weight.to(x.dtype).expand(x.shape[0], -1, -1), x)
