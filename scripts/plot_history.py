@@ -1,6 +1,9 @@
-"""Plot a training run's history.json (losses and validation metrics per epoch) as a PNG.
+"""Plot a training run's history.json (losses and validation metrics) as a PNG.
 
-python scripts/plot_history.py RUN/history.json OUT.png
+python scripts/plot_history.py RUN/history.json [RUN2/history.json ...] OUT.png
+
+Several histories are stages of one model (a run continued with `continue_from=`): they are
+drawn one after the other on a common axis of optimiser steps, a dotted line between stages.
 """
 
 from __future__ import annotations
@@ -19,25 +22,32 @@ from aeromamba.files import atomic_path  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("history")
+    parser.add_argument("history", nargs="+", help="history.json of each stage, in order")
     parser.add_argument("out")
     args = parser.parse_args()
-    history = json.loads(Path(args.history).read_text())
-    epochs = [entry["epoch"] for entry in history]
+    history, offset, boundaries = [], 0, []
+    for path in args.history:
+        stage = json.loads(Path(path).read_text())
+        history += [{**entry, "step": entry["step"] + offset} for entry in stage]
+        offset = history[-1]["step"]
+        boundaries.append(offset)
+    steps = [entry["step"] for entry in history]
     train_keys = [k for k in history[0]["train"] if not k.startswith("grad_norm")]
     valid_keys = [
         k for k in ("lsd", "lsd_hf", "lsd_lf", "paqm") if k in history[0].get("valid", {})
     ]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     for key in train_keys:
-        left.plot(epochs, [e["train"][key] for e in history], marker=".", label=key)
+        left.plot(steps, [e["train"][key] for e in history], marker=".", label=key)
     left.set_title("training losses")
     for key in valid_keys:
-        points = [(e["epoch"], e["valid"][key]) for e in history if "valid" in e]
+        points = [(e["step"], e["valid"][key]) for e in history if "valid" in e]
         right.plot(*zip(*points, strict=True), marker=".", label=key)
     right.set_title("validation (lower is better)")
     for ax in (left, right):
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("optimiser step")
+        for boundary in boundaries[:-1]:
+            ax.axvline(boundary, color="grey", linestyle=":")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
