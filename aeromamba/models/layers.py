@@ -148,7 +148,7 @@ class LocalAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, channels, length = x.shape
         heads = self.heads
-        queries = self.query(x).view(n, heads, -1, length)
+        queries = self.query(x).view(n, heads, -1, length) / math.sqrt(channels / heads)
         keys = self.key(x).view(n, heads, -1, length)
         content = self.content(x).view(n, heads, -1, length)
         # Σ_f -rate_f·|t - s|/sqrt(ndecay)·q_f(s) = -|t - s|·slope(s): one slope per query.
@@ -163,10 +163,9 @@ class LocalAttention(nn.Module):
         for s0 in range(0, length, chunk):
             s1 = min(s0 + chunk, length)
             scores = torch.einsum("bhct,bhcs->bhts", keys, queries[..., s0:s1])
-            scores = scores / math.sqrt(channels / heads)
             distance = (steps[:, None] - steps[None, s0:s1]).abs()  # (t, s)
-            scores = scores - distance * slope[:, :, None, s0:s1]
-            weights = torch.softmax(scores.masked_fill(distance == 0, -100.0), dim=2)
+            scores.addcmul_(distance, slope[:, :, None, s0:s1], value=-1.0)
+            weights = torch.softmax(scores.masked_fill_(distance == 0, -100.0), dim=2)
             result[..., s0:s1] = torch.einsum("bhts,bhct->bhcs", weights, content)
         return x + self.proj(result.reshape(n, channels, length))
 

@@ -74,14 +74,9 @@ def block_scan(
 
 
 # exp() of arguments below float32's range (≈ -87) takes a slow path (10× slower) for a result
-# that is 0 to float32 precision; clamping there changes nothing but the speed.
+# that is 0 to float32 precision; clamping the exponent of exp(Δ A) there changes nothing but
+# the speed.
 _MIN_LOG_DECAY = -80.0
-
-
-def _decay(delta: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-    """exp(Δ A) for a time block: Δ (T, batch, d_inner), A (d_inner, d_state) → (T, batch,
-    d_inner, d_state), with the exponent clamped at `_MIN_LOG_DECAY`."""
-    return torch.mul(delta[..., None], A).clamp_(min=_MIN_LOG_DECAY).exp_()
 
 
 def _time_major(*tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -157,22 +152,22 @@ class _BlockScan(torch.autograd.Function):
             _block_states(drive[s:e], dt[s:e], bt[s:e], A, h, decay[:n], states[:n])
             h.copy_(states[n - 1])
             y[s:e] = _contract(states[:n], ct[s:e])
-        if keep:
-            ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
+        if keep:  # the time-major copies, so the backward pass does not make them again
+            ctx.save_for_backward(ut, dt, A, bt, ct, torch.stack(starts))
         ctx.block = block
         return y.permute(1, 2, 0)
 
     @staticmethod
     def backward(ctx, grad_y):  # noqa: ANN001, ANN205
-        u, delta, A, B, C, starts = ctx.saved_tensors
+        ut, dt, A, bt, ct, starts = ctx.saved_tensors
         block = ctx.block
-        length = u.shape[-1]
-        ut, dt, bt, ct, gt = _time_major(u, delta, B, C, grad_y.float())
+        length = ut.shape[0]
+        (gt,) = _time_major(grad_y.float())
         drive = dt * ut
         grad_u, grad_delta = torch.empty_like(ut), torch.empty_like(dt)
         grad_B, grad_C = torch.empty_like(bt), torch.empty_like(ct)
         grad_A = torch.zeros_like(A)
-        decay = u.new_empty(min(block, length), *starts.shape[1:])
+        decay = ut.new_empty(min(block, length), *starts.shape[1:])
         states, adjoint, previous = (torch.empty_like(decay) for _ in range(3))
         carry = None  # exp(Δ_e A) ⊙ λ_e from the block after the current one
         for index in reversed(range(len(starts))):
