@@ -40,9 +40,12 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from aeromamba.allocator import keep_freed_memory
     from aeromamba.checkpoint import CheckpointError, load_generator
     from aeromamba.inference import output_path, predict_files, select_device, try_compile
 
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
     reference = EXAMPLE_REFERENCE if example else cfg.reference

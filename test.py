@@ -21,12 +21,15 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "aeromamba
 
 @hydra.main(config_path="conf", config_name="test", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from aeromamba.allocator import keep_freed_memory
     from aeromamba.checkpoint import CheckpointError, load_generator
     from aeromamba.data import PairedSegments, ensure_prepared
     from aeromamba.devices import select_device
     from aeromamba.evaluation import evaluate_excerpts
     from aeromamba.inference import enhance
 
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     dset = cfg.dset
     ensure_prepared(
         dset.source, dset.root, synthetic_minutes=dset.synthetic_minutes, seed=dset.seed

@@ -40,12 +40,15 @@ def show(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> None:
     """Prepare the data if needed, build everything and train."""
+    from aeromamba.allocator import keep_freed_memory
     from aeromamba.data import PairedSegments, ensure_prepared
     from aeromamba.devices import select_device
     from aeromamba.training.distributed import close_world, init_world, local_device
     from aeromamba.training.logging import RunLogger
     from aeromamba.training.solver import Solver, TrainConfig
 
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     device = select_device(cfg.device)
     world = init_world(device)
     device = local_device(device, world)

@@ -8,6 +8,8 @@ alone: peak RSS on the CPU (ru_maxrss), `max_memory_allocated` on CUDA. Times ar
 wall time of several runs after a warm-up; inputs up to 60 s go through one forward pass,
 longer ones through the chunked OLA path of `predict.py` (10 s chunks, 1 s overlap). The
 real-time factor is seconds of 44.1 kHz output per wall second. Writes OUT.md and OUT.json.
+Cases run with glibc malloc set to keep freed memory, as predict.py does (`aeromamba.allocator`);
+`--system-malloc` measures the default allocator instead.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ def run_case(variant: str, seconds: float, device: str) -> dict:
     }
 
 
-def spawn(variant: str, seconds: float, device: str, timeout: float) -> dict:
+def spawn(variant: str, seconds: float, device: str, timeout: float, system_malloc: bool) -> dict:
     command = [sys.executable, __file__, "--case", variant, str(seconds), device]
+    command += ["--system-malloc"] if system_malloc else []
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -141,8 +144,13 @@ def main() -> None:
     parser.add_argument("--devices", default="cpu,cuda")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--out", default="results/benchmark")
+    parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     args = parser.parse_args()
     if args.case:
+        if not args.system_malloc:
+            from aeromamba.allocator import keep_freed_memory
+
+            keep_freed_memory()
         variant, seconds, device = args.case
         print(json.dumps(run_case(variant, float(seconds), device)))
         return
@@ -151,12 +159,13 @@ def main() -> None:
     for device in devices:
         for seconds in [float(s) for s in args.lengths.split(",")]:
             for variant in args.variants.split(","):
-                row = spawn(variant, seconds, device, args.timeout)
+                row = spawn(variant, seconds, device, args.timeout, args.system_malloc)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}"
+        f"threads, torch {torch.__version__}, "
+        + ("glibc's default malloc" if args.system_malloc else "malloc keeping freed memory")
     )
     if torch.cuda.is_available():
         machine += f", {torch.cuda.get_device_name()}"

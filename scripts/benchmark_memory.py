@@ -34,10 +34,12 @@ def child(model_spec: str, source: str, target: str) -> None:
     name; speed and memory do not depend on the weights); print JSON stats."""
     import torch
 
+    from aeromamba.allocator import keep_freed_memory
     from aeromamba.checkpoint import load_generator
     from aeromamba.inference import predict_file
     from aeromamba.models import VARIANTS, make_generator
 
+    keep_freed_memory()  # as predict.py
     torch.manual_seed(0)
     if model_spec in VARIANTS:
         model = make_generator(model_spec).eval()

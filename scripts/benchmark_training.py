@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from aeromamba.allocator import keep_freed_memory
 from aeromamba.models import make_discriminator, make_generator
 from aeromamba.training.distributed import World
 from aeromamba.training.solver import Solver, TrainConfig
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels", type=int, default=48)
     args = parser.parse_args()
+    keep_freed_memory()  # as train.py
     device = torch.device(args.device)
     torch.manual_seed(0)
     solver = Solver(

@@ -16,10 +16,19 @@ COUNTS = {"aero": 19_432_958, "aeromamba": 18_550_510, "aeromamba_official": 20_
 @pytest.mark.parametrize("variant", sorted(COUNTS))
 def test_show_prints_parameter_counts(variant, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), f"experiment={variant}", "show=true",
-         "dset=folder", f"dset.root={tmp_path / 'does-not-exist'}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            f"experiment={variant}",
+            "show=true",
+            "dset=folder",
+            f"dset.root={tmp_path / 'does-not-exist'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
