@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from aeromamba.allocator import keep_freed_memory
 from aeromamba.models.mamba import block_scan
 
 SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also try torch.compile")
     args = parser.parse_args()
+    keep_freed_memory()  # as predict.py and train.py
     length = int(args.seconds * 11025 / 64) + 1
     candidates: dict[str, Callable] = {
         "step": scan_step,

@@ -1,10 +1,11 @@
 """Seconds per training step (generator + discriminator step, Adam) on this machine.
 
     python scripts/benchmark_training.py [--variant aeromamba] [--batch 4] [--segment 4]
-        [--steps 3] [--device cpu]
+        [--steps 3] [--device cpu] [--system-malloc]
 
 Uses the project's Solver step on random 11.025/44.1 kHz batches (the speed does not depend
-on the data); prints the median over `--steps` steps after one warm-up step.
+on the data); prints the median over `--steps` steps after one warm-up step. glibc malloc
+keeps freed memory, as in train.py; `--system-malloc` measures the default allocator.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels", type=int, default=48)
+    parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     args = parser.parse_args()
-    keep_freed_memory()  # as train.py
+    if not args.system_malloc:
+        keep_freed_memory()  # as train.py
     device = torch.device(args.device)
     torch.manual_seed(0)
     solver = Solver(
@@ -60,7 +63,8 @@ def main() -> None:
             times.append(time.perf_counter() - start)
     print(
         f"{args.variant} (channels {args.channels}), batch {args.batch} x {args.segment:g} s, "
-        f"{device}, {torch.get_num_threads()} threads: median "
+        f"{device}, {torch.get_num_threads()} threads"
+        f"{', default malloc' if args.system_malloc else ''}: median "
         f"{statistics.median(times):.2f} s per step over {len(times)} steps"
     )
 
