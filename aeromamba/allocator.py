@@ -5,8 +5,9 @@ its mmap threshold, at most 32 MB by default) with a fresh mmap and unmaps them 
 trims the heap top beyond 128 KB, so every large activation of every forward pass is
 page-faulted in anew: about 5 million page faults, 40% of the wall time, for one forward pass
 of 4 × 10 s on a 2-core CPU. Raising the mmap threshold to 2 GB and turning trimming off
-makes freed blocks stay in the heap, where the next pass reuses them; peak memory is the
-same, but the process keeps it until it exits. A no-op where the C library is not glibc.
+makes freed blocks stay in the heap, where the next pass reuses them: about 2× faster, at
+the cost of a higher peak RSS (measured 1.4× through chunked inference, from fragmentation)
+that the process keeps until it exits. A no-op where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        done = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
-        done = libc.mallopt(_M_TRIM_THRESHOLD, _NO_TRIM) == 1 and done
+        mmap_set = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
+        trim_set = libc.mallopt(_M_TRIM_THRESHOLD, _NO_TRIM) == 1
     except (OSError, AttributeError) as err:
         log.debug("mallopt unavailable (%s); keeping the default allocator", err)
         return False
-    return done
+    return mmap_set and trim_set
