@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aeromamba.models.mamba import Mamba
+from aeromamba.models.pointwise import PointwiseConv1d, PointwiseConv2d
 
 
 class ScaledEmbedding(nn.Module):
@@ -45,7 +46,7 @@ class FTB(nn.Module):
     def __init__(self, input_dim: int, channels: int, r_channels: int = 5) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
-            nn.Conv2d(channels, r_channels, 1), nn.BatchNorm2d(r_channels), nn.ReLU()
+            PointwiseConv2d(channels, r_channels), nn.BatchNorm2d(r_channels), nn.ReLU()
         )
         self.conv1d = nn.Sequential(
             nn.Conv1d(r_channels * input_dim, channels, 9, padding=4),
@@ -54,13 +55,14 @@ class FTB(nn.Module):
         )
         self.freq_fc = nn.Linear(input_dim, input_dim, bias=False)
         self.conv2 = nn.Sequential(
-            nn.Conv2d(2 * channels, channels, 1), nn.BatchNorm2d(channels), nn.ReLU()
+            PointwiseConv2d(2 * channels, channels), nn.BatchNorm2d(channels), nn.ReLU()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, rows, frames = x.shape
         gate = self.conv1d(self.conv1(x).reshape(batch, -1, frames)).unsqueeze(2)
-        mixed = self.freq_fc((x * gate).transpose(-1, -2)).transpose(-1, -2)
+        # freq_fc along the rows as a left product: no transposes of (B, C, D, T)
+        mixed = torch.matmul(self.freq_fc.weight, x * gate)
         return self.conv2(torch.cat([mixed, x], dim=1))
 
 
@@ -136,14 +138,14 @@ class LocalAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.ndecay = ndecay
-        self.content = nn.Conv1d(channels, channels, 1)
-        self.query = nn.Conv1d(channels, channels, 1)
-        self.key = nn.Conv1d(channels, channels, 1)
-        self.query_decay = nn.Conv1d(channels, heads * ndecay, 1)
+        self.content = PointwiseConv1d(channels, channels)
+        self.query = PointwiseConv1d(channels, channels)
+        self.key = PointwiseConv1d(channels, channels)
+        self.query_decay = PointwiseConv1d(channels, heads * ndecay)
         with torch.no_grad():
             self.query_decay.weight *= 0.01
             self.query_decay.bias.fill_(-2.0)
-        self.proj = nn.Conv1d(channels, channels, 1)
+        self.proj = PointwiseConv1d(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, channels, length = x.shape
@@ -210,7 +212,7 @@ class DConv(nn.Module):
                     ),
                     "act": Snake(freq_rows) if act == "snake" else nn.GELU(),
                     "conv2": nn.Sequential(
-                        nn.Conv1d(hidden, 2 * channels, 1),
+                        PointwiseConv1d(hidden, 2 * channels),
                         nn.GroupNorm(1, 2 * channels),
                         nn.GLU(1),
                         LayerScale(channels, init),

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aeromamba.models.pointwise import pointwise
+
 try:  # the fused kernels need CUDA; they cannot even be imported on a CPU-only machine
     from causal_conv1d import causal_conv1d_fn
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -257,7 +259,7 @@ class Mamba(nn.Module):
         """(batch, d_model, L) → (batch, d_model, L), contiguous: the layout of the DConv
         branch and of the fused kernels, so no transposes are needed on either side."""
         length = hidden.shape[-1]
-        xz = channel_matmul(self.in_proj.weight, hidden)  # (batch, 2·d_inner, L)
+        xz = pointwise(hidden, self.in_proj.weight, None)  # (batch, 2·d_inner, L)
         x, z = xz.chunk(2, dim=1)
         A = -torch.exp(self.A_log.float())
         fused = fused_kernels_available() and hidden.is_cuda
@@ -267,10 +269,10 @@ class Mamba(nn.Module):
             )
         else:
             x = F.silu(self.conv1d(x)[..., :length])
-        dt, B, C = channel_matmul(self.x_proj.weight, x).split(
+        dt, B, C = pointwise(x, self.x_proj.weight, None).split(
             [self.dt_rank, self.d_state, self.d_state], dim=1
         )
-        delta = channel_matmul(self.dt_proj.weight, dt)  # bias is added inside the scan
+        delta = pointwise(dt, self.dt_proj.weight, None)  # bias is added inside the scan
         if fused:
             y = selective_scan_fn(
                 x,
@@ -285,10 +287,5 @@ class Mamba(nn.Module):
             )
         else:
             y = selective_scan(x, delta, A, B, C, self.D, z, self.dt_proj.bias)
-        return channel_matmul(self.out_proj.weight, y)
+        return pointwise(y, self.out_proj.weight, None)
 
-
-def channel_matmul(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(out, in) weight applied along the channels of (batch, in, L) → (batch, out, L),
-    as one batched GEMM whose output is contiguous (a 1×1 convolution without bias)."""
-    return torch.bmm(weight.to(x.dtype).expand(x.shape[0], -1, -1), x)
