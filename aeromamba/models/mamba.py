@@ -288,4 +288,3 @@ class Mamba(nn.Module):
         else:
             y = selective_scan(x, delta, A, B, C, self.D, z, self.dt_proj.bias)
         return pointwise(y, self.out_proj.weight, None)
-
