@@ -60,10 +60,22 @@ class FTB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, rows, frames = x.shape
-        gate = self.conv1d(self.conv1(x).reshape(batch, -1, frames)).unsqueeze(2)
+        gate = _conv_bn_relu(self.conv1d, _conv_bn_relu(self.conv1, x).reshape(batch, -1, frames))
         # freq_fc along the rows as a left product: no transposes of (B, C, D, T)
-        mixed = torch.matmul(self.freq_fc.weight, x * gate)
-        return self.conv2(torch.cat([mixed, x], dim=1))
+        mixed = torch.matmul(self.freq_fc.weight, x * gate.unsqueeze(2))
+        return _conv_bn_relu(self.conv2, torch.cat([mixed, x], dim=1))
+
+
+def _conv_bn_relu(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`block` = (convolution, batch norm, ReLU). In eval mode the norm's affine map is folded
+    into the convolution's weights, which spares a pass over the (large) output."""
+    conv, norm = block[0], block[1]
+    if norm.training or norm.running_var is None:
+        return block(x)
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    weight = conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1))
+    bias = (conv.bias - norm.running_mean) * scale + norm.bias
+    return F.relu(conv._conv_forward(x, weight, bias), inplace=not torch.is_grad_enabled())
 
 
 class Snake(nn.Module):

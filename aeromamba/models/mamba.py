@@ -2,7 +2,8 @@
 
 One module, two executions of the same mathematics:
 - on CUDA, when `mamba_ssm` and `causal_conv1d` are installed, their fused kernels;
-- everywhere else `selective_scan`, a portable PyTorch scan computed in float32.
+- everywhere else `selective_scan`, computed in float32: for inference on the CPU a small C
+  kernel compiled on first use (`native_scan`), else a portable PyTorch scan.
 A state dict saved from either path loads on the other: the parameters are the same.
 """
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aeromamba.models.native_scan import native_scan
 from aeromamba.models.pointwise import pointwise
 
 try:  # the fused kernels need CUDA; they cannot even be imported on a CPU-only machine
@@ -47,14 +49,21 @@ def selective_scan(
         h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t,   y_t = <C_t, h_t> + D u_t,
     and the result is y ⊙ SiLU(z), returned in u's dtype, shape (batch, d_inner, L).
 
-    The recurrence runs over time in blocks of `block` steps (see `_BlockScan`): memory does
-    not grow with L beyond the inputs and outputs, and gradients recompute the states.
+    Without a gradient to compute, on the CPU, the compiled scan of `native_scan` runs when it
+    could be built. Otherwise the recurrence runs over time in blocks of `block` steps (see
+    `_BlockScan`): memory does not grow with L beyond the inputs and outputs, and gradients
+    recompute the states.
     """
     dtype = u.dtype
     u, z = u.float(), z.float()
     delta = F.softplus(delta.float() + delta_bias.float()[:, None])
+    A, B, C = A.float(), B.float(), C.float()
     with torch.autocast(u.device.type, enabled=False):  # the scan stays float32 under AMP
-        y = block_scan(u, delta, A.float(), B.float(), C.float(), block)
+        y = None
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))):
+            y = native_scan(u, delta, A, B, C)  # inference on the CPU; None where unavailable
+        if y is None:
+            y = block_scan(u, delta, A, B, C, block)
     y = y + u * D.float()[:, None]
     return (y * F.silu(z)).to(dtype)
 
