@@ -1,7 +1,7 @@
 """Inference speed and memory of aero, aeromamba and aeromamba_official, CPU and CUDA.
 
     python scripts/benchmark.py [--lengths 4,10,60,600] [--variants ...] [--devices cpu,cuda]
-        [--out results/benchmark]
+        [--amp none|bf16|fp16] [--out results/benchmark]
 
 Each (variant, length, device) case runs in its own process, so peak memory is that case's
 alone: peak RSS on the CPU (ru_maxrss), `max_memory_allocated` on CUDA. Times are the median
@@ -9,7 +9,8 @@ wall time of several runs after a warm-up; inputs up to 60 s go through one forw
 longer ones through the chunked OLA path of `predict.py` (10 s chunks, 1 s overlap). The
 real-time factor is seconds of 44.1 kHz output per wall second. Writes OUT.md and OUT.json.
 Cases run with glibc malloc set to keep freed memory, as predict.py does (`aeromamba.allocator`);
-`--system-malloc` measures the default allocator instead.
+`--system-malloc` measures the default allocator instead; `--amp bf16|fp16` runs every case
+under autocast (as `predict.py amp=...`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from pathlib import Path
 import torch
 
 OLA_FROM = 60.0  # seconds; longer inputs use the chunked path
-REPEATS = {4.0: 5, 10.0: 3, 60.0: 2}
+REPEATS = {4.0: 5, 10.0: 3, 60.0: 3}
 
 
-def run_case(variant: str, seconds: float, device: str) -> dict:
+def run_case(variant: str, seconds: float, device: str, amp: str = "none") -> dict:
     """Time one case in this process (random weights: speed does not depend on them)."""
-    from aeromamba.inference import enhance
+    from aeromamba.inference import autocast, enhance
     from aeromamba.models import make_generator
 
     torch.manual_seed(0)
@@ -42,9 +43,10 @@ def run_case(variant: str, seconds: float, device: str) -> dict:
     def once(x: torch.Tensor = lr) -> None:
         with torch.inference_mode():
             if seconds > OLA_FROM:
-                enhance(model, x.to(device), chunk=10.0, overlap=1.0, batch_size=4)
+                enhance(model, x.to(device), chunk=10.0, overlap=1.0, batch_size=4, amp=amp)
             else:
-                model(x.to(device)[None])
+                with autocast(torch.device(device), amp):
+                    model(x.to(device)[None])
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -66,6 +68,7 @@ def run_case(variant: str, seconds: float, device: str) -> dict:
         "variant": variant,
         "seconds": seconds,
         "device": device,
+        "amp": amp,
         "median_s": median,
         "rtf": seconds / median,
         "peak_mb": peak / 2**20,
@@ -73,8 +76,10 @@ def run_case(variant: str, seconds: float, device: str) -> dict:
     }
 
 
-def spawn(variant: str, seconds: float, device: str, timeout: float, system_malloc: bool) -> dict:
-    command = [sys.executable, __file__, "--case", variant, str(seconds), device]
+def spawn(
+    variant: str, seconds: float, device: str, timeout: float, system_malloc: bool, amp: str
+) -> dict:
+    command = [sys.executable, __file__, "--case", variant, str(seconds), device, "--amp", amp]
     command += ["--system-malloc"] if system_malloc else []
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
@@ -145,6 +150,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--out", default="results/benchmark")
     parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     args = parser.parse_args()
     if args.case:
         if not args.system_malloc:
@@ -152,20 +158,21 @@ def main() -> None:
 
             keep_freed_memory()
         variant, seconds, device = args.case
-        print(json.dumps(run_case(variant, float(seconds), device)))
+        print(json.dumps(run_case(variant, float(seconds), device, args.amp)))
         return
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     rows = []
     for device in devices:
         for seconds in [float(s) for s in args.lengths.split(",")]:
             for variant in args.variants.split(","):
-                row = spawn(variant, seconds, device, args.timeout, args.system_malloc)
+                row = spawn(variant, seconds, device, args.timeout, args.system_malloc, args.amp)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
         f"threads, torch {torch.__version__}, "
         + ("glibc's default malloc" if args.system_malloc else "malloc keeping freed memory")
+        + ("" if args.amp == "none" else f", {args.amp} autocast")
     )
     if torch.cuda.is_available():
         machine += f", {torch.cuda.get_device_name()}"

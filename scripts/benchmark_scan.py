@@ -8,7 +8,10 @@ Candidates (all float32, same mathematics as `aeromamba.models.mamba.selective_s
 - `chunked-log`: per chunk, h_t = e^{S_t} (h_0 + Σ_s e^{-S_s} b_s) with S the cumulative
   log-decay, evaluated with cumsum (no Python loop inside a chunk), float64 inside a chunk;
 - `parallel`: Hillis–Steele associative scan of (a, b) pairs, log2(L) vectorised steps;
-- with `--compile`, `torch.compile` of `step` and `blocked` as well.
+- `native`: the compiled C scan used for CPU inference (`aeromamba.models.native_scan`), one
+  sequence per loop with its state in registers; inference only;
+- with `--compile`, `torch.compile` of `step` and `blocked`, and a scan whose 16-step block
+  body (decays, recurrence, contraction) is one compiled graph (inference only).
 The shapes are those of the encoder's Mamba layers for one clip of `--seconds` seconds:
 (sequences, d_inner) = (64, 24), (16, 48), (8, 96), (4, 192); d_state 16.
 Prints a Markdown table of median times and the max error against `step`.
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 
 from aeromamba.allocator import keep_freed_memory
 from aeromamba.models.mamba import block_scan
+from aeromamba.models.native_scan import native_scan
 
 SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
 D_STATE = 16
@@ -73,6 +77,36 @@ def scan_parallel(u, delta, A, B, C):  # noqa: ANN001, ANN201
     return torch.einsum("bdtn,bnt->bdt", b, C)
 
 
+def _block_body(dt, ut, bt, ct, A, h):  # noqa: ANN001, ANN202
+    """One block of time-major steps: (outputs, last state)."""
+    decay = torch.exp((dt[..., None] * A).clamp(min=-80.0))
+    drive = (dt * ut)[..., None] * bt[:, :, None, :]
+    ys = []
+    for t in range(dt.shape[0]):
+        h = decay[t] * h + drive[t]
+        ys.append((h * ct[t][:, None, :]).sum(-1))
+    return torch.stack(ys), h
+
+
+def compiled_block_scan(block: int = 16) -> Callable:
+    """A scan whose whole block body is one `torch.compile`d graph (the last, shorter block
+    runs eagerly)."""
+    body = torch.compile(_block_body, dynamic=False)
+
+    def scan(u, delta, A, B, C):  # noqa: ANN001, ANN202
+        batch, d_inner, length = u.shape
+        ut, dt, bt, ct = (x.permute(2, 0, 1).contiguous() for x in (u, delta, B, C))
+        h = u.new_zeros(batch, d_inner, A.shape[1])
+        y = u.new_empty(length, batch, d_inner)
+        for s in range(0, length, block):
+            e = min(s + block, length)
+            run = body if e - s == block else _block_body
+            y[s:e], h = run(dt[s:e], ut[s:e], bt[s:e], ct[s:e], A, h)
+        return y.permute(1, 2, 0)
+
+    return scan
+
+
 def make_inputs(sequences: int, d_inner: int, length: int, grad: bool) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     u = torch.randn(sequences, d_inner, length, generator=g)
@@ -83,7 +117,9 @@ def make_inputs(sequences: int, d_inner: int, length: int, grad: bool) -> list[t
     return [t.requires_grad_(grad) for t in (u, delta, A, B, C)]
 
 
-def measure(fn: Callable, length: int, grad: bool, repeats: int) -> tuple[float, torch.Tensor]:
+def measure(
+    fn: Callable, length: int, grad: bool, repeats: int
+) -> tuple[float, torch.Tensor | None]:
     """Median seconds over `repeats` runs (after one warm-up) for all layer shapes."""
     times, outputs = [], []
     for attempt in range(repeats + 1):
@@ -97,6 +133,8 @@ def measure(fn: Callable, length: int, grad: bool, repeats: int) -> tuple[float,
             else:
                 with torch.inference_mode():
                     out = fn(*inputs)
+                if out is None:  # the native scan could not be built here
+                    return float("nan"), None
             outputs.append(out.detach().flatten())
         if attempt:
             times.append(time.perf_counter() - start)
@@ -111,15 +149,18 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()  # as predict.py and train.py
     length = int(args.seconds * 11025 / 64) + 1
-    candidates: dict[str, Callable] = {
-        "step": scan_step,
-        "blocked (project)": block_scan,
-        "chunked-log": scan_chunked_log,
-        "parallel": scan_parallel,
+    # name → (scan, whether it can be trained through)
+    candidates: dict[str, tuple[Callable, bool]] = {
+        "step": (scan_step, True),
+        "blocked (project, training)": (block_scan, True),
+        "chunked-log": (scan_chunked_log, True),
+        "parallel": (scan_parallel, True),
+        "native C (project, inference)": (native_scan, False),
     }
     if args.compile:
-        candidates["step + compile"] = torch.compile(scan_step, dynamic=True)
-        candidates["blocked + compile"] = torch.compile(block_scan, dynamic=True)
+        candidates["step + compile"] = (torch.compile(scan_step, dynamic=True), True)
+        candidates["blocked + compile"] = (torch.compile(block_scan, dynamic=True), True)
+        candidates["compiled block body"] = (compiled_block_scan(), False)
     print(
         f"{length} frames ({args.seconds:g} s of 11.025 kHz audio), threads "
         f"{torch.get_num_threads()}\n"
@@ -127,16 +168,22 @@ def main() -> None:
     print("| scan | inference (s) | forward+backward (s) | max abs error vs step |")
     print("| --- | --- | --- | --- |")
     reference = None
-    for name, fn in candidates.items():
+    for name, (fn, trains) in candidates.items():
         try:
             infer, out = measure(fn, length, grad=False, repeats=args.repeats)
-            train, _ = measure(fn, length, grad=True, repeats=max(1, args.repeats // 2))
+            train = "n/a"
+            if trains:
+                seconds, _ = measure(fn, length, grad=True, repeats=max(1, args.repeats // 2))
+                train = f"{seconds:.3f}"
         except Exception as err:  # noqa: BLE001 - a candidate that fails is reported, not fatal
             print(f"| {name} | failed: {type(err).__name__}: {err} | | |")
             continue
+        if out is None:
+            print(f"| {name} | unavailable here | | |")
+            continue
         reference = out if reference is None else reference
         error = (out - reference).abs().max().item()
-        print(f"| {name} | {infer:.3f} | {train:.3f} | {error:.1e} |", flush=True)
+        print(f"| {name} | {infer:.3f} | {train} | {error:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,23 @@ def test_ola_with_a_real_model_has_no_level_dip(model):
     assert 0.7 < ratio < 1.3
 
 
+def test_bf16_autocast_on_the_cpu_stays_close_to_float32(model):
+    lr = torch.from_numpy(music_clip(2.0, 11025, seed=5))[None]
+    exact = enhance(model, lr)
+    mixed = enhance(model, lr, amp="bf16")
+    assert mixed.dtype == torch.float32 and mixed.shape == exact.shape
+    relative = ((mixed - exact).norm() / exact.norm()).item()
+    assert 0 < relative < 0.05  # it did run in bf16, and stays close
+
+
+def test_unknown_amp_is_refused_before_any_file(tmp_path):
+    src = tmp_path / "clip.wav"
+    write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
+    with pytest.raises(ValueError, match="amp must be"):
+        predict_files(Repeat(), src, tmp_path / "out", amp="fp8")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_any_rate_and_channel_count(model, sr, channels):
