@@ -158,9 +158,10 @@ def main() -> None:
         "native C (project, inference)": (native_scan, False),
     }
     if args.compile:
-        candidates["step + compile"] = (torch.compile(scan_step, dynamic=True), True)
-        candidates["blocked + compile"] = (torch.compile(block_scan, dynamic=True), True)
         candidates["compiled block body"] = (compiled_block_scan(), False)
+        candidates["blocked + compile"] = (torch.compile(block_scan, dynamic=True), True)
+        # last: dynamo unrolls all L steps of this loop, a long compilation
+        candidates["step + compile"] = (torch.compile(scan_step, dynamic=True), True)
     print(
         f"{length} frames ({args.seconds:g} s of 11.025 kHz audio), threads "
         f"{torch.get_num_threads()}\n"
