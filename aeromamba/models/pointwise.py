@@ -27,25 +27,21 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
     return y.view(batch, -1, *positions)
 
 
-class PointwiseConv1d(nn.Conv1d):
+class _Pointwise:
+    """Mixin before `nn.Conv1d`/`nn.Conv2d`: kernel size 1, computed by `pointwise`."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def _conv_forward(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        return pointwise(x, weight, bias)
+
+
+class PointwiseConv1d(_Pointwise, nn.Conv1d):
     """`nn.Conv1d(in, out, 1)` computed as one GEMM."""
 
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, 1, bias=bias)
 
-    def _conv_forward(
-        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        return pointwise(x, weight, bias)
-
-
-class PointwiseConv2d(nn.Conv2d):
+class PointwiseConv2d(_Pointwise, nn.Conv2d):
     """`nn.Conv2d(in, out, 1)` computed as one GEMM."""
-
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, 1, bias=bias)
-
-    def _conv_forward(
-        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        return pointwise(x, weight, bias)
