@@ -60,15 +60,20 @@ def crossover(
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def check_amp(amp: str) -> None:
+    """Raise ValueError unless `amp` is none, bf16 or fp16."""
+    if amp != "none" and amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
+
+
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """Mixed precision for inference: `amp` none, bf16 or fp16. Convolutions and matrix
     products then run in that type (the Mamba scan stays float32). On a CPU with AVX512-BF16
     or AMX, bf16 about halves the time of the convolutions; results differ slightly from
     float32 (0.4% relative on the bundled model)."""
+    check_amp(amp)
     if amp == "none":
         return contextlib.nullcontext()
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
     return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
@@ -350,7 +355,7 @@ def predict_files(
     keyword `options` of `predict_file`). Failures are collected and the other files go on.
     Raises ValueError for an output format soundfile cannot write or an unknown `amp`."""
     output_format(suffix, options.get("subtype"))
-    autocast(torch.device("cpu"), options.get("amp", "none"))  # checked before any file
+    check_amp(options.get("amp", "none"))  # before any file
     input_root, output = Path(input), Path(output)
     summary = Summary()
     start = time.time()

@@ -100,14 +100,16 @@ def native_scan(
     u, delta (Δ, already positive) (batch, d_inner, L); A (d_inner, d_state); B, C
     (batch, d_state, L). Returns y (batch, d_inner, L). No gradient flows through it.
     """
-    library = _library()
     tensors = (u, delta, A, B, C)
-    if library is None or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+    if A.shape[1] > MAX_STATE or any(
+        t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors
+    ):
+        return None  # checked first: nothing is built for inputs it would not take
+    library = _library()
+    if library is None:
         return None
     batch, d_inner, length = u.shape
     d_state = A.shape[1]
-    if d_state > MAX_STATE:
-        return None
     pad = -d_state % LANES  # zero-padded states stay 0 and add nothing to y
     u, delta = u.contiguous(), delta.contiguous()
     A = F.pad(A, (0, pad)).contiguous()
