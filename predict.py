@@ -42,10 +42,12 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 def main(cfg: DictConfig) -> None:
     from aeromamba.allocator import keep_freed_memory
     from aeromamba.checkpoint import CheckpointError, load_generator
+    from aeromamba.devices import set_cpu_threads
     from aeromamba.inference import output_path, predict_files, select_device, try_compile
 
     if cfg.keep_freed_memory:
         keep_freed_memory()
+    set_cpu_threads(cfg.threads)
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
     reference = EXAMPLE_REFERENCE if example else cfg.reference

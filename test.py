@@ -24,12 +24,13 @@ def main(cfg: DictConfig) -> None:
     from aeromamba.allocator import keep_freed_memory
     from aeromamba.checkpoint import CheckpointError, load_generator
     from aeromamba.data import PairedSegments, ensure_prepared
-    from aeromamba.devices import select_device
+    from aeromamba.devices import select_device, set_cpu_threads
     from aeromamba.evaluation import evaluate_excerpts
     from aeromamba.inference import enhance
 
     if cfg.keep_freed_memory:
         keep_freed_memory()
+    set_cpu_threads(cfg.threads)
     dset = cfg.dset
     ensure_prepared(
         dset.source, dset.root, synthetic_minutes=dset.synthetic_minutes, seed=dset.seed

@@ -1,7 +1,7 @@
 """Inference speed and memory of aero, aeromamba and aeromamba_official, CPU and CUDA.
 
     python scripts/benchmark.py [--lengths 4,10,60,600] [--variants ...] [--devices cpu,cuda]
-        [--amp none|bf16|fp16] [--out results/benchmark]
+        [--amp none|bf16|fp16] [--rounds 1] [--out results/benchmark]
 
 Each (variant, length, device) case runs in its own process, so peak memory is that case's
 alone: peak RSS on the CPU (ru_maxrss), `max_memory_allocated` on CUDA. Times are the median
@@ -10,7 +10,9 @@ longer ones through the chunked OLA path of `predict.py` (10 s chunks, 1 s overl
 real-time factor is seconds of 44.1 kHz output per wall second. Writes OUT.md and OUT.json.
 Cases run with glibc malloc set to keep freed memory, as predict.py does (`aeromamba.allocator`);
 `--system-malloc` measures the default allocator instead; `--amp bf16|fp16` runs every case
-under autocast (as `predict.py amp=...`).
+under autocast (as `predict.py amp=...`). `--rounds N` runs every case in N processes, taking
+the variants in turn, and reports the median over all their runs: on a machine whose speed
+drifts (a shared VM), the ratios between variants then rest on the same spells.
 """
 
 from __future__ import annotations
@@ -63,17 +65,33 @@ def run_case(variant: str, seconds: float, device: str, amp: str = "none") -> di
         if device == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     )
+    return summarise(
+        {"variant": variant, "seconds": seconds, "device": device, "amp": amp}, times, peak / 2**20
+    )
+
+
+def summarise(case: dict, times: list[float], peak_mb: float) -> dict:
+    """A table row: the case, the median of its run times, the real-time factor, peak memory."""
     median = statistics.median(times)
     return {
-        "variant": variant,
-        "seconds": seconds,
-        "device": device,
-        "amp": amp,
+        **case,
         "median_s": median,
-        "rtf": seconds / median,
-        "peak_mb": peak / 2**20,
+        "rtf": case["seconds"] / median,
+        "peak_mb": peak_mb,
         "runs": len(times),
+        "times": times,
     }
+
+
+def merge(rounds: list[dict]) -> dict:
+    """One row from the same case run in several processes (rounds): the median over all their
+    runs and the highest peak; a failure in any round is the row."""
+    failed = [r for r in rounds if "error" in r]
+    if failed:
+        return failed[0]
+    case = {k: rounds[0][k] for k in ("variant", "seconds", "device", "amp")}
+    times = [t for r in rounds for t in r["times"]]
+    return summarise(case, times, max(r["peak_mb"] for r in rounds))
 
 
 def spawn(
@@ -151,7 +169,13 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmark")
     parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="processes per case, variants taken in turn"
+    )
     args = parser.parse_args()
+    from aeromamba.devices import set_cpu_threads
+
+    set_cpu_threads()  # one per core, within the CPUs this process may use
     if args.case:
         if not args.system_malloc:
             from aeromamba.allocator import keep_freed_memory
@@ -161,13 +185,20 @@ def main() -> None:
         print(json.dumps(run_case(variant, float(seconds), device, args.amp)))
         return
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
+    variants = args.variants.split(",")
     rows = []
     for device in devices:
         for seconds in [float(s) for s in args.lengths.split(",")]:
-            for variant in args.variants.split(","):
-                row = spawn(variant, seconds, device, args.timeout, args.system_malloc, args.amp)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+            # Rounds alternate the variants, so a slow spell of the machine hits them alike.
+            rounds: dict[str, list[dict]] = {variant: [] for variant in variants}
+            for _ in range(args.rounds):
+                for variant in variants:
+                    row = spawn(
+                        variant, seconds, device, args.timeout, args.system_malloc, args.amp
+                    )
+                    print(json.dumps(row), flush=True)
+                    rounds[variant].append(row)
+            rows += [merge(rounds[variant]) for variant in variants]
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
         f"threads, torch {torch.__version__}, "

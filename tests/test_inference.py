@@ -176,6 +176,7 @@ def test_predict_folder_mirrors_layout_and_reports_failures(checkpoint, tmp_path
             f"output={out}",
             f"checkpoint={checkpoint}",
             "device=cpu",
+            "threads=1",
             "spectrogram=true",
         ],
         capture_output=True,

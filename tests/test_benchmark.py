@@ -1,0 +1,59 @@
+"""scripts/benchmark.py: one real (short) case, and how rounds and ratios are reported."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_run_case_times_a_forward_pass(one_thread) -> None:
+    row = benchmark.run_case("aeromamba", 0.5, "cpu")
+    assert row["variant"] == "aeromamba" and row["runs"] == len(row["times"]) == 1
+    assert row["median_s"] == row["times"][0] > 0
+    assert row["rtf"] == pytest.approx(0.5 / row["median_s"])
+    assert row["peak_mb"] > 50  # a process holding torch and a model
+
+
+def case(variant: str, times: list[float], peak: float, seconds: float = 10.0) -> dict:
+    info = {"variant": variant, "seconds": seconds, "device": "cpu", "amp": "none"}
+    return benchmark.summarise(info, times, peak)
+
+
+def test_rounds_pool_their_runs() -> None:
+    merged = benchmark.merge([case("aero", [3.0, 9.0, 4.0], 100), case("aero", [1.0, 2.0], 300)])
+    assert merged["runs"] == 5 and merged["median_s"] == 3.0
+    assert merged["rtf"] == pytest.approx(10 / 3) and merged["peak_mb"] == 300
+    failed = {"variant": "aero", "seconds": 10.0, "device": "cpu", "error": "over 1800 s"}
+    assert benchmark.merge([case("aero", [1.0], 1), failed]) == failed
+
+
+def test_table_reports_ratios_within_one_length() -> None:
+    rows = [
+        case("aero", [4.0], 1200),
+        case("aeromamba", [2.0], 800),
+        case("aeromamba_official", [1.6], 700),
+        case("aero", [30.0], 5000, seconds=60.0),
+        {"variant": "aeromamba", "seconds": 60.0, "device": "cpu", "error": "killed"},
+    ]
+    text = benchmark.table(rows, "cpu")
+    assert "| aeromamba | 10 s | 2.000 | 5.0 | 800 |" in text
+    assert "10 s: aero/aeromamba time 2.00×, memory 1.50×" in text
+    assert "10 s: aeromamba/aeromamba_official time 1.25×" in text
+    assert "| aeromamba | 60 s | failed: killed | | |" in text
+    assert "60 s: aero/aeromamba" not in text  # no ratio against a failed case
