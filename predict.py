@@ -47,7 +47,10 @@ def main(cfg: DictConfig) -> None:
 
     if cfg.keep_freed_memory:
         keep_freed_memory()
-    set_cpu_threads(cfg.threads)
+    try:
+        set_cpu_threads(cfg.threads)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
     reference = EXAMPLE_REFERENCE if example else cfg.reference

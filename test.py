@@ -30,7 +30,10 @@ def main(cfg: DictConfig) -> None:
 
     if cfg.keep_freed_memory:
         keep_freed_memory()
-    set_cpu_threads(cfg.threads)
+    try:
+        set_cpu_threads(cfg.threads)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     dset = cfg.dset
     ensure_prepared(
         dset.source, dset.root, synthetic_minutes=dset.synthetic_minutes, seed=dset.seed

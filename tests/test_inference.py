@@ -222,6 +222,18 @@ def test_predict_without_a_checkpoint_says_what_to_pass(tmp_path):
     assert result.returncode != 0 and "pass checkpoint=PATH" in result.stderr
 
 
+def test_predict_rejects_a_bad_thread_count(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), "threads=0", f"output={tmp_path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ONE_THREAD,
+    )
+    assert result.returncode != 0 and "error: threads must be a positive number" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path):
     src = tmp_path / "music"
     write_audio(src / "song.flac", music_clip(0.3, 11025, seed=7)[None], 11025)
