@@ -52,7 +52,7 @@ def set_cpu_threads(threads: int | None = None) -> int:
     """
     if threads is None:
         threads = min(torch.get_num_threads(), available_cpus())
-    elif threads < 1:
-        raise ValueError(f"threads must be a positive number or null, got {threads}")
+    elif not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive number or null, got {threads!r}")
     torch.set_num_threads(threads)
     return threads

@@ -173,6 +173,8 @@ def main() -> None:
         "--rounds", type=int, default=1, help="processes per case, variants taken in turn"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     from aeromamba.devices import set_cpu_threads
 
     set_cpu_threads()  # one per core, within the CPUs this process may use

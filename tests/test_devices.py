@@ -42,5 +42,6 @@ def test_set_cpu_threads(restore_threads, tmp_path, monkeypatch) -> None:
     cpu_max.write_text("200000 100000\n")
     monkeypatch.setattr(devices, "CGROUP_CPU_MAX", cpu_max)
     assert devices.set_cpu_threads(None) == torch.get_num_threads() <= 2
-    with pytest.raises(ValueError, match="threads"):
-        devices.set_cpu_threads(0)
+    for bad in (0, -2, "two", 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            devices.set_cpu_threads(bad)
