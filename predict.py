@@ -79,7 +79,7 @@ def main(cfg: DictConfig) -> None:
             subtype=cfg.subtype,
             amp=cfg.amp,
         )
-    except ValueError as err:  # an output format or subtype soundfile cannot write
+    except ValueError as err:  # an output format soundfile cannot write, an amp not usable here
         sys.exit(f"error: {err}")
     print(summary.report())
     if example and summary.done:

@@ -159,6 +159,17 @@ def table(rows: list[dict], device: str) -> str:
     return "\n".join(lines + [""] + ratios) + "\n"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", nargs=3, metavar=("VARIANT", "SECONDS", "DEVICE"))
@@ -187,6 +198,13 @@ def main() -> None:
         print(json.dumps(run_case(variant, float(seconds), device, args.amp)))
         return
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
+    from aeromamba.inference import check_amp
+
+    try:
+        for device in devices:
+            check_amp(args.amp, torch.device(device))
+    except ValueError as err:
+        parser.error(str(err))
     variants = args.variants.split(",")
     rows = []
     for device in devices:
@@ -202,7 +220,7 @@ def main() -> None:
                     rounds[variant].append(row)
             rows += [merge(rounds[variant]) for variant in variants]
     machine = (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} "
         f"threads, torch {torch.__version__}, "
         + ("glibc's default malloc" if args.system_malloc else "malloc keeping freed memory")
         + ("" if args.amp == "none" else f", {args.amp} autocast")

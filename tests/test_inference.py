@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import aeromamba
+from aeromamba import inference
 from aeromamba.audio import AudioError, resample, write_audio
 from aeromamba.checkpoint import model_package, save_checkpoint
 from aeromamba.data.synthetic import music_clip
@@ -105,13 +106,27 @@ def test_ola_with_a_real_model_has_no_level_dip(model):
     assert 0.7 < ratio < 1.3
 
 
-def test_bf16_autocast_on_the_cpu_stays_close_to_float32(model):
+def test_bf16_autocast_on_the_cpu_stays_close_to_float32(model, monkeypatch):
+    # allowed here whatever the CPU: this model is small enough for emulated bf16
+    monkeypatch.setattr(inference, "cpu_has_native", lambda amp: True)
     lr = torch.from_numpy(music_clip(2.0, 11025, seed=5))[None]
     exact = enhance(model, lr)
     mixed = enhance(model, lr, amp="bf16")
     assert mixed.dtype == torch.float32 and mixed.shape == exact.shape
     relative = ((mixed - exact).norm() / exact.norm()).item()
     assert 0 < relative < 0.05  # it did run in bf16, and stays close
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_a_cpu_would_emulate_is_refused_before_any_file(tmp_path, monkeypatch, amp):
+    monkeypatch.setattr(inference, "cpu_has_native", lambda amp: False)
+    src = tmp_path / "clip.wav"
+    write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
+    with pytest.raises(ValueError, match=f"amp={amp} needs a CPU with .*use amp=none"):
+        predict_files(Repeat(), src, tmp_path / "out", amp=amp)
+    assert not (tmp_path / "out").exists()
+    summary = predict_files(Repeat(), src, tmp_path / "out", amp="none")
+    assert len(summary.done) == 1
 
 
 def test_unknown_amp_is_refused_before_any_file(tmp_path):
