@@ -44,7 +44,7 @@ def reference_core(u, delta, A, B, C):
 @needs_native
 @pytest.mark.parametrize(
     "length,batch,d_inner,d_state",
-    [(1, 1, 1, 16), (7, 2, 3, 4), (300, 3, 5, 16), (64, 2, 3, 20), (40, 1, 2, 33)],
+    [(1, 1, 1, 16), (7, 2, 3, 4), (300, 3, 5, 16), (64, 2, 3, 20), (40, 1, 2, 33), (30, 2, 2, 64)],
 )
 def test_native_scan_matches_sequential_reference(length, batch, d_inner, d_state):
     u, delta, A, B, C = core_inputs(length, batch, d_inner, d_state)

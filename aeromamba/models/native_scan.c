@@ -12,12 +12,19 @@
 
 #define MAX_THREADS 256
 #define LANES 16   /* d_state is padded to a multiple of this by the caller */
-#define MAX_CHUNKS 4
+#define MAX_STATE 64
 
-/* Vectors of 16 floats with GCC/Clang vector extensions: one AVX-512 register, two AVX2
- * registers or four SSE registers, as the target allows. */
-typedef float vfloat __attribute__((vector_size(4 * LANES)));
-typedef int32_t vint __attribute__((vector_size(4 * LANES)));
+/* Vectors of one machine register (GCC/Clang vector extensions): 16 floats with AVX-512,
+ * 8 otherwise (AVX2, or two SSE registers). Wider vectors than the target's registers are
+ * split by the compiler through the stack: 16-float vectors on AVX2 made the scan 3x slower. */
+#if defined(__AVX512F__)
+#define VEC 16
+#else
+#define VEC 8
+#endif
+#define MAX_CHUNKS (MAX_STATE / VEC)
+typedef float vfloat __attribute__((vector_size(4 * VEC)));
+typedef int32_t vint __attribute__((vector_size(4 * VEC)));
 
 /* exp(x) for x >= -80 (smaller x are raised to -80, where exp is 0 to float32 precision):
  * x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^7 (relative error below
@@ -53,18 +60,23 @@ typedef struct {
     int64_t d_inner, length, d_state;
 } Work;
 
-typedef float vhalf __attribute__((vector_size(2 * LANES)));
-typedef float vquarter __attribute__((vector_size(LANES)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
 
-/* The sum of the 16 lanes, by halving (a shuffle-and-add tree, not 16 dependent adds). */
+/* The sum of the lanes, by halving (a shuffle-and-add tree, not dependent adds). */
 static inline float lane_sum(vfloat v) {
-    vhalf lo, hi;
-    memcpy(&lo, &v, sizeof lo);
-    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
-    lo += hi;
-    vquarter a, b;
-    memcpy(&a, &lo, sizeof a);
-    memcpy(&b, (const char *)&lo + sizeof a, sizeof b);
+    v8 e;
+#if VEC == 16
+    v8 f;
+    memcpy(&e, &v, sizeof e);
+    memcpy(&f, (const char *)&v + sizeof e, sizeof f);
+    e += f;
+#else
+    e = v;
+#endif
+    v4 a, b;
+    memcpy(&a, &e, sizeof a);
+    memcpy(&b, (const char *)&e + sizeof a, sizeof b);
     a += b;
     return (a[0] + a[2]) + (a[1] + a[3]);
 }
@@ -73,21 +85,21 @@ static inline float lane_sum(vfloat v) {
  * registers. */
 static inline __attribute__((always_inline)) void scan_sequence(const Work *w, int64_t seq,
                                                                 const int64_t chunks) {
-    const int64_t n_state = chunks * LANES, length = w->length;
+    const int64_t n_state = chunks * VEC, length = w->length;
     const int64_t batch = seq / w->d_inner, channel = seq % w->d_inner;
     const float *u = w->u + seq * length, *delta = w->delta + seq * length;
     const float *B = w->B + batch * length * n_state, *C = w->C + batch * length * n_state;
     float *y = w->y + seq * length;
     vfloat h[MAX_CHUNKS], a[MAX_CHUNKS];
     for (int64_t k = 0; k < chunks; ++k) {
-        a[k] = load(w->A + channel * n_state + k * LANES);
+        a[k] = load(w->A + channel * n_state + k * VEC);
         h[k] = (vfloat){};
     }
     for (int64_t t = 0; t < length; ++t) {
         const float dt = delta[t], drive = dt * u[t];
         vfloat acc = {};
         for (int64_t k = 0; k < chunks; ++k) {
-            const int64_t at = t * n_state + k * LANES;
+            const int64_t at = t * n_state + k * VEC;
             h[k] = exp_vec(dt * a[k]) * h[k] + drive * load(B + at);
             acc += load(C + at) * h[k];
         }
@@ -96,10 +108,10 @@ static inline __attribute__((always_inline)) void scan_sequence(const Work *w, i
 }
 
 static void scan_sequences(const Work *w) {
-    const int64_t chunks = w->d_state / LANES;
+    const int64_t chunks = w->d_state / VEC;
     for (int64_t seq = w->first; seq < w->last; ++seq) {
-        if (chunks == 1)
-            scan_sequence(w, seq, 1); /* d_state 16, the common case */
+        if (chunks == LANES / VEC)
+            scan_sequence(w, seq, LANES / VEC); /* d_state 16, the common case */
         else
             scan_sequence(w, seq, chunks);
     }
@@ -114,7 +126,7 @@ static void *run_work(void *arg) {
 int selective_scan_f32(const float *u, const float *delta, const float *A, const float *B,
                        const float *C, float *y, int64_t batch, int64_t d_inner, int64_t length,
                        int64_t d_state, int threads) {
-    if (d_state < 1 || d_state % LANES || d_state > LANES * MAX_CHUNKS || threads < 1 || threads > MAX_THREADS) return 1;
+    if (d_state < 1 || d_state % LANES || d_state > MAX_STATE || threads < 1 || threads > MAX_THREADS) return 1;
     const int64_t sequences = batch * d_inner;
     if (threads > sequences) threads = (int)sequences;
     Work work[MAX_THREADS];
