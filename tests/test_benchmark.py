@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,15 @@ def test_table_reports_ratios_within_one_length() -> None:
     assert "10 s: aeromamba/aeromamba_official time 1.25×" in text
     assert "| aeromamba | 60 s | failed: killed | | |" in text
     assert "60 s: aero/aeromamba" not in text  # no ratio against a failed case
+
+
+def test_amp_the_cpu_would_emulate_is_refused_before_any_case(one_thread, monkeypatch, capsys):
+    from aeromamba import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native", lambda amp: False)
+    argv = ["benchmark.py", "--amp", "bf16", "--devices", "cpu", "--lengths", "4"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main()
+    assert stop.value.code == 2
+    assert "amp=bf16 needs a CPU with AVX512-BF16 or AMX" in capsys.readouterr().err
