@@ -68,11 +68,16 @@ def model_device(model: nn.Module) -> torch.device:
 def cpu_has_native(amp: str) -> bool:
     """Whether this CPU computes `amp` (bf16 or fp16) natively: bf16 with AVX512-BF16 or AMX,
     fp16 with AMX-FP16. Elsewhere oneDNN and MKL fall back to reference kernels: on an AVX2
-    AMD EPYC a bf16 3×3 convolution took 100× and a bf16 GEMM 400× the float32 time."""
-    cpu = torch.cpu
+    AMD EPYC a bf16 3×3 convolution took 100× and a bf16 GEMM 400× the float32 time. A
+    PyTorch too old to tell counts as native (nothing is refused on a guess)."""
+
+    def has(feature: str) -> bool:
+        probe = getattr(torch.cpu, f"_is_{feature}_supported", None)
+        return probe is None or bool(probe())
+
     if amp == "bf16":
-        return cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()
-    return amp == "fp16" and cpu._is_amx_fp16_supported()
+        return has("avx512_bf16") or has("amx_tile")
+    return amp == "fp16" and has("amx_fp16")
 
 
 def check_amp(amp: str, device: torch.device | None = None) -> None:

@@ -129,6 +129,16 @@ def test_amp_a_cpu_would_emulate_is_refused_before_any_file(tmp_path, monkeypatc
     assert len(summary.done) == 1
 
 
+def test_native_amp_follows_the_cpu_probes(monkeypatch):
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_amx_fp16_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    assert not inference.cpu_has_native("bf16") and not inference.cpu_has_native("fp16")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert inference.cpu_has_native("bf16") and not inference.cpu_has_native("fp16")
+    monkeypatch.delattr(torch.cpu, "_is_amx_fp16_supported")
+    assert inference.cpu_has_native("fp16")  # a torch too old to tell refuses nothing
+
+
 def test_unknown_amp_is_refused_before_any_file(tmp_path):
     src = tmp_path / "clip.wav"
     write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
