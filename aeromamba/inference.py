@@ -381,7 +381,8 @@ def predict_files(
 ) -> Summary:
     """Upsample a file or every file under a folder into `output` (same relative layout;
     keyword `options` of `predict_file`). Failures are collected and the other files go on.
-    Raises ValueError for an output format soundfile cannot write or an unknown `amp`."""
+    Raises ValueError for an output format soundfile cannot write, or an `amp` that is unknown
+    or that the model's device cannot compute natively (see `check_amp`)."""
     output_format(suffix, options.get("subtype"))
     check_amp(options.get("amp", "none"), model_device(model))  # before any file
     input_root, output = Path(input), Path(output)

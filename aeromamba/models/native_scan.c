@@ -16,7 +16,7 @@
 
 /* Vectors of one machine register (GCC/Clang vector extensions): 16 floats with AVX-512,
  * 8 otherwise (AVX2, or two SSE registers). Wider vectors than the target's registers are
- * split by the compiler through the stack: 16-float vectors on AVX2 made the scan 3x slower. */
+ * split by the compiler through the stack: 16-float vectors on AVX2 made the scan 2x slower. */
 #if defined(__AVX512F__)
 #define VEC 16
 #else
