@@ -20,6 +20,7 @@ from torch import nn
 
 from aeromamba.models.layers import FTB, DConv, ScaledEmbedding
 from aeromamba.models.pointwise import PointwiseConv2d
+from aeromamba.models.winograd import use_winograd, winograd_conv3x3, winograd_weight
 from aeromamba.spec import ispectro, spectro
 
 
@@ -90,19 +91,36 @@ class DecoderLayer(nn.Module):
         self.norm2 = _norm(norm, norm_groups, chout)
         self.rewrite = nn.Conv2d(chin, 2 * chin, 1 + 2 * context, 1, context)
         self.norm1 = _norm(norm, norm_groups, 2 * chin)
+        self._winograd_cache: tuple | None = None
 
     def forward(self, x: torch.Tensor | None, skip: torch.Tensor) -> torch.Tensor:
         """`x` None stands for zeros (the deepest layer): the rewrite then convolves the skip
         with its half of the weights alone, the same result at half the cost."""
+        weight = self.rewrite.weight
         if x is None:
-            weight = self.rewrite.weight[:, skip.shape[1] :]
-            x = F.conv2d(skip, weight, self.rewrite.bias, padding=self.rewrite.padding)
+            weight, x = weight[:, skip.shape[1] :], skip
         else:
-            x = self.rewrite(torch.cat([x, skip], dim=1))
-        x = F.glu(self.norm1(x), dim=1)
+            x = torch.cat([x, skip], dim=1)
+        x = F.glu(self.norm1(self._rewrite(x, weight)), dim=1)
         x = self.norm2(self.conv_tr(x))
         x = x[:, :, self.pad : x.shape[2] - self.pad]
         return x if self.last else F.gelu(x)
+
+    def _rewrite(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The rewrite convolution with `weight` (the rewrite's own, or its skip half)."""
+        if self.rewrite.kernel_size == (3, 3) and use_winograd(x, x.shape[1]):
+            return winograd_conv3x3(x, *self._winograd_weight(weight))
+        return F.conv2d(x, weight, self.rewrite.bias, padding=self.rewrite.padding)
+
+    def _winograd_weight(self, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`winograd_weight` of `weight`, kept until the parameters change (their version)."""
+        bias = self.rewrite.bias
+        if weight.is_inference():  # made in inference mode: no version counter to go by
+            return winograd_weight(weight, bias)
+        key = (weight.data_ptr(), weight.shape, weight._version, bias is None or bias._version)
+        if self._winograd_cache is None or self._winograd_cache[0] != key:
+            self._winograd_cache = (key, *winograd_weight(weight, bias))
+        return self._winograd_cache[1:]
 
 
 class Aero(nn.Module):
