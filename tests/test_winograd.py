@@ -12,6 +12,12 @@ from aeromamba.models.aero import DecoderLayer
 from aeromamba.models.winograd import use_winograd, winograd_conv3x3, winograd_weight
 
 
+def _assert_matches(out: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal up to F(4×4, 3×3)'s float32 rounding, which grows with the channels summed."""
+    assert out.shape == expected.shape
+    assert (out - expected).abs().max() < 5e-5 * expected.abs().max()
+
+
 @pytest.mark.parametrize(
     "shape",
     [(1, 6, 8, 40), (3, 5, 4, 17), (2, 4, 7, 9), (1, 3, 1, 1), (2, 2, 3, 2)],
@@ -24,20 +30,21 @@ def test_matches_direct_convolution(shape, bias):
     weight = torch.randn(7, shape[1], 3, 3)
     b = torch.randn(7) if bias else None
     expected = F.conv2d(x, weight, b, padding=1)
-    out = winograd_conv3x3(x, *winograd_weight(weight, b))
-    assert out.shape == expected.shape and out.is_contiguous()
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    out = winograd_conv3x3(x, winograd_weight(weight, b))
+    assert out.is_contiguous()
+    _assert_matches(out, expected)
 
 
 def test_blocks_of_tiles_give_the_same_result(monkeypatch):
     torch.manual_seed(1)
     x = torch.randn(2, 8, 6, 101)
     weight, b = torch.randn(5, 8, 3, 3), torch.randn(5)
-    whole = winograd_conv3x3(x, *winograd_weight(weight, b))
-    monkeypatch.setattr(winograd, "_BLOCK_ENTRIES", 16 * 5 * 2 * 3 * 7)  # blocks of 7 tiles
-    blocked = winograd_conv3x3(x, *winograd_weight(weight, b))
+    whole = winograd_conv3x3(x, winograd_weight(weight, b))
+    monkeypatch.setattr(winograd, "_BLOCK_ENTRIES", 36 * 5 * 2 * 2 * 7)  # blocks of 7 tiles
+    blocked = winograd_conv3x3(x, winograd_weight(weight, b))
     torch.testing.assert_close(blocked, whole, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(blocked, F.conv2d(x, weight, b, padding=1), rtol=1e-5, atol=1e-5)
+    expected = F.conv2d(x, weight, b, padding=1)
+    _assert_matches(blocked, expected)
 
 
 def test_used_only_for_cpu_float32_inference_on_wide_inputs():
@@ -88,4 +95,4 @@ def test_decoder_layer_made_in_inference_mode_still_runs():
         x = torch.randn(1, 2 * winograd.MIN_CHANNELS, 4, 9)
         fast = layer._rewrite(x, layer.rewrite.weight)
         expected = F.conv2d(x, layer.rewrite.weight, layer.rewrite.bias, padding=1)
-    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
+    _assert_matches(fast, expected)

@@ -20,7 +20,12 @@ from torch import nn
 
 from aeromamba.models.layers import FTB, DConv, ScaledEmbedding
 from aeromamba.models.pointwise import PointwiseConv2d
-from aeromamba.models.winograd import use_winograd, winograd_conv3x3, winograd_weight
+from aeromamba.models.winograd import (
+    WinogradKernel,
+    use_winograd,
+    winograd_conv3x3,
+    winograd_weight,
+)
 from aeromamba.spec import ispectro, spectro
 
 
@@ -109,18 +114,18 @@ class DecoderLayer(nn.Module):
     def _rewrite(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """The rewrite convolution with `weight` (the rewrite's own, or its skip half)."""
         if self.rewrite.kernel_size == (3, 3) and use_winograd(x, x.shape[1]):
-            return winograd_conv3x3(x, *self._winograd_weight(weight))
+            return winograd_conv3x3(x, self._winograd_weight(weight))
         return F.conv2d(x, weight, self.rewrite.bias, padding=self.rewrite.padding)
 
-    def _winograd_weight(self, weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _winograd_weight(self, weight: torch.Tensor) -> WinogradKernel:
         """`winograd_weight` of `weight`, kept until the parameters change (their version)."""
         bias = self.rewrite.bias
         if weight.is_inference():  # made in inference mode: no version counter to go by
             return winograd_weight(weight, bias)
         key = (weight.data_ptr(), weight.shape, weight._version, bias is None or bias._version)
         if self._winograd_cache is None or self._winograd_cache[0] != key:
-            self._winograd_cache = (key, *winograd_weight(weight, bias))
-        return self._winograd_cache[1:]
+            self._winograd_cache = (key, winograd_weight(weight, bias))
+        return self._winograd_cache[1]
 
 
 class Aero(nn.Module):
