@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,3 +100,20 @@ def test_decoder_layer_made_in_inference_mode_still_runs():
         fast = layer._rewrite(x, layer.rewrite.weight)
         expected = F.conv2d(x, layer.rewrite.weight, layer.rewrite.bias, padding=1)
     _assert_matches(fast, expected)
+
+
+def test_benchmark_script_reports_every_shape(monkeypatch, capsys):
+    path = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_winograd.py"
+    spec = importlib.util.spec_from_file_location("benchmark_winograd", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(
+        sys, "argv", ["benchmark_winograd.py", "--seconds", "0.1", "--repeats", "1"]
+    )
+    script.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line[2:3].isdigit()]
+    assert len(rows) == len(script.SHAPES)
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert float(cells[1]) >= 0 and float(cells[2]) >= 0
+        assert float(cells[5]) < 5e-5  # the error relative to the output's scale

@@ -1,0 +1,72 @@
+"""Direct against Winograd F(4×4, 3×3) for the decoder's 3×3 convolutions (CPU inference).
+
+    python scripts/benchmark_winograd.py [--seconds 10] [--repeats 5]
+
+The shapes are those of the decoder's rewrite convolutions for one clip of `--seconds`
+seconds (in → out channels × frequency rows), plus 48 channels × 256 rows (the width of the
+first level) to show where the direct convolution wins. Prints a Markdown table: median time
+of `F.conv2d` (oneDNN) and of `winograd_conv3x3` (transformed weights made beforehand, as the
+decoder keeps them), the speed-up, the GFLOP/s of the direct convolution, and the largest
+difference relative to the output's largest value. `aeromamba.models.winograd.MIN_CHANNELS`
+is where the table says the Winograd path starts to pay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from aeromamba.allocator import keep_freed_memory
+from aeromamba.models.winograd import winograd_conv3x3, winograd_weight
+
+# (in channels, frequency rows, out channels): decoder levels 0-3, then the first level's width
+SHAPES = [(384, 4, 1536), (384, 8, 768), (192, 16, 384), (96, 64, 192), (48, 256, 96)]
+FRAMES_PER_SECOND = 44100 / 256
+
+
+def median_time(fn: Callable[..., torch.Tensor], args: tuple, repeats: int) -> float:
+    """Median wall time of `fn(*args)` over `repeats` runs after one warm-up."""
+    fn(*args)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    keep_freed_memory()
+    frames = round(args.seconds * FRAMES_PER_SECOND)
+    print(f"{args.seconds:g} s ({frames} frames), {torch.get_num_threads()} threads, float32\n")
+    print("| in → out × rows | direct (ms) | Winograd (ms) | speed-up | direct GFLOP/s | error |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        for chin, rows, chout in SHAPES:
+            x = torch.randn(1, chin, rows, frames)
+            weight = torch.randn(chout, chin, 3, 3) / (3 * chin**0.5)
+            bias = torch.randn(chout) * 0.1
+            kernel = winograd_weight(weight, bias)
+            expected = F.conv2d(x, weight, bias, padding=1)
+            error = (winograd_conv3x3(x, kernel) - expected).abs().max() / expected.abs().max()
+            direct = median_time(F.conv2d, (x, weight, bias, 1, 1), args.repeats)
+            fast = median_time(winograd_conv3x3, (x, kernel), args.repeats)
+            gflop = 2 * chout * chin * 9 * rows * frames / 1e9
+            print(
+                f"| {chin} → {chout} × {rows} | {direct * 1e3:.0f} | {fast * 1e3:.0f} | "
+                f"{direct / fast:.2f}× | {gflop / direct:.0f} | {error:.1e} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
