@@ -111,7 +111,11 @@ def test_benchmark_script_reports_every_shape(monkeypatch, capsys):
         sys, "argv", ["benchmark_winograd.py", "--seconds", "0.1", "--repeats", "1"]
     )
     script.main()
-    rows = [line for line in capsys.readouterr().out.splitlines() if line[2:3].isdigit()]
+    rows = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line[:3].startswith("| ") and line[2:3].isdigit()
+    ]
     assert len(rows) == len(script.SHAPES)
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
