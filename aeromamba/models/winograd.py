@@ -76,14 +76,20 @@ def use_winograd(x: torch.Tensor, in_channels: int) -> bool:
 
 
 def winograd_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> WinogradKernel:
-    """Transform (out, in, 3, 3) kernels and their bias (computed in float64)."""
+    """Transform (out, in, 3, 3) kernels and their bias. The kernels are transformed in
+    float64, a few output channels at a time: precise, and with little memory beside the
+    result (4× the kernels' size)."""
+    out_channels, in_channels = weight.shape[:2]
     g = _G.to(weight.device)
-    planes = torch.einsum("ik,ockl,jl->ijoc", g, weight.double(), g)
-    planes_bias = weight.new_zeros(_TILE * _TILE, weight.shape[0], 1)
+    planes = weight.new_empty(_TILE, _TILE, out_channels, in_channels)
+    for start in range(0, out_channels, 64):
+        piece = weight[start : start + 64].double()
+        planes[:, :, start : start + 64] = torch.einsum("ik,ockl,jl->ijoc", g, piece, g)
+    planes_bias = weight.new_zeros(_TILE * _TILE, out_channels, 1)
     if bias is not None:
         planes_bias[_BIAS_PLANE, :, 0] = bias
     return WinogradKernel(
-        planes.reshape(_TILE * _TILE, *weight.shape[:2]).to(weight.dtype).contiguous(),
+        planes.view(_TILE * _TILE, out_channels, in_channels),
         planes_bias,
         torch.kron(_BT, _BT).to(weight),
         torch.kron(_AT, _AT).to(weight),
