@@ -2,8 +2,9 @@
 
 One module, two executions of the same mathematics:
 - on CUDA, when `mamba_ssm` and `causal_conv1d` are installed, their fused kernels;
-- everywhere else `selective_scan`, computed in float32: for inference on the CPU a small C
-  kernel compiled on first use (`native_scan`), else a portable PyTorch scan.
+- everywhere else `selective_scan`, computed in float32: for inference a small C kernel
+  compiled on first use on the CPU (`native_scan`) or a Triton kernel on a GPU
+  (`triton_scan`), else a portable PyTorch scan.
 A state dict saved from either path loads on the other: the parameters are the same.
 """
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from aeromamba.models.native_scan import native_scan
 from aeromamba.models.pointwise import pointwise
+from aeromamba.models.triton_scan import triton_scan
 
 try:  # the fused kernels need CUDA; they cannot even be imported on a CPU-only machine
     from causal_conv1d import causal_conv1d_fn
@@ -49,8 +51,9 @@ def selective_scan(
         h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t,   y_t = <C_t, h_t> + D u_t,
     and the result is y ⊙ SiLU(z), returned in u's dtype, shape (batch, d_inner, L).
 
-    Without a gradient to compute, on the CPU, the compiled scan of `native_scan` runs when it
-    could be built. Otherwise the recurrence runs over time in blocks of `block` steps (see
+    Without a gradient to compute, the compiled scan of `native_scan` runs on the CPU when it
+    could be built, and the Triton kernel of `triton_scan` on a GPU when Triton is installed.
+    Otherwise the recurrence runs over time in blocks of `block` steps (see
     `_BlockScan`): memory does not grow with L beyond the inputs and outputs, and gradients
     recompute the states.
     """
@@ -61,7 +64,9 @@ def selective_scan(
     with torch.autocast(u.device.type, enabled=False):  # the scan stays float32 under AMP
         y = None
         if not (torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))):
-            y = native_scan(u, delta, A, B, C)  # inference on the CPU; None where unavailable
+            # inference: one compiled kernel on the CPU or the GPU; None where unavailable
+            scan = native_scan if u.device.type == "cpu" else triton_scan
+            y = scan(u, delta, A, B, C)
         if y is None:
             y = block_scan(u, delta, A, B, C, block)
     y = y + u * D.float()[:, None]
