@@ -1,6 +1,6 @@
 """Compare portable selective-scan strategies on AEROMamba's shapes (inference and training).
 
-    python scripts/benchmark_scan.py [--seconds 10] [--repeats 3] [--compile]
+    python scripts/benchmark_scan.py [--seconds 10] [--repeats 3] [--compile] [--device cuda]
 
 Candidates (all float32, same mathematics as `aeromamba.models.mamba.selective_scan`):
 - `step`: one time step per iteration, vectorised over batch, channels and state;
@@ -9,7 +9,9 @@ Candidates (all float32, same mathematics as `aeromamba.models.mamba.selective_s
   log-decay, evaluated with cumsum (no Python loop inside a chunk), float64 inside a chunk;
 - `parallel`: Hillis–Steele associative scan of (a, b) pairs, log2(L) vectorised steps;
 - `native`: the compiled C scan used for CPU inference (`aeromamba.models.native_scan`), one
-  sequence per loop with its state in registers; inference only;
+  sequence per loop with its state in registers; inference only, CPU only;
+- `triton`: the Triton kernel used for CUDA inference (`aeromamba.models.triton_scan`), with
+  4 (the project's), 8 or 16 channels per program; inference only, CUDA only;
 - with `--compile`, `torch.compile` of `step` and `blocked`, and a scan whose 16-step block
   body (decays, recurrence, contraction) is one compiled graph (inference only).
 The shapes are those of the encoder's Mamba layers for one clip of `--seconds` seconds:
@@ -20,6 +22,7 @@ Prints a Markdown table of median times and the max error against `step`.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 from aeromamba.allocator import keep_freed_memory
 from aeromamba.models.mamba import block_scan
 from aeromamba.models.native_scan import native_scan
+from aeromamba.models.triton_scan import launch_scan, triton_scan_available
 
 SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
 D_STATE = 16
@@ -107,18 +111,20 @@ def compiled_block_scan(block: int = 16) -> Callable:
     return scan
 
 
-def make_inputs(sequences: int, d_inner: int, length: int, grad: bool) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    u = torch.randn(sequences, d_inner, length, generator=g)
-    delta = F.softplus(torch.randn(sequences, d_inner, length, generator=g) - 2)
-    A = -torch.exp(torch.log(torch.arange(1, D_STATE + 1.0))).repeat(d_inner, 1)
-    B = torch.randn(sequences, D_STATE, length, generator=g)
-    C = torch.randn(sequences, D_STATE, length, generator=g)
+def make_inputs(
+    sequences: int, d_inner: int, length: int, grad: bool, device: str = "cpu"
+) -> list[torch.Tensor]:
+    g = torch.Generator(device).manual_seed(0)
+    u = torch.randn(sequences, d_inner, length, generator=g, device=device)
+    delta = F.softplus(torch.randn(sequences, d_inner, length, generator=g, device=device) - 2)
+    A = -torch.exp(torch.log(torch.arange(1, D_STATE + 1.0, device=device))).repeat(d_inner, 1)
+    B = torch.randn(sequences, D_STATE, length, generator=g, device=device)
+    C = torch.randn(sequences, D_STATE, length, generator=g, device=device)
     return [t.requires_grad_(grad) for t in (u, delta, A, B, C)]
 
 
 def measure(
-    fn: Callable, length: int, grad: bool, repeats: int
+    fn: Callable, length: int, grad: bool, repeats: int, device: str = "cpu"
 ) -> tuple[float, torch.Tensor | None]:
     """Median seconds over `repeats` runs (after one warm-up) for all layer shapes."""
     times, outputs = [], []
@@ -126,7 +132,7 @@ def measure(
         start = time.perf_counter()
         outputs = []
         for sequences, d_inner in SHAPES:
-            inputs = make_inputs(sequences, d_inner, length, grad)
+            inputs = make_inputs(sequences, d_inner, length, grad, device)
             if grad:
                 out = fn(*inputs)
                 out.square().sum().backward()
@@ -135,7 +141,9 @@ def measure(
                     out = fn(*inputs)
                 if out is None:  # the native scan could not be built here
                     return float("nan"), None
-            outputs.append(out.detach().flatten())
+            outputs.append(out.detach().flatten().cpu())
+        if device == "cuda":
+            torch.cuda.synchronize()
         if attempt:
             times.append(time.perf_counter() - start)
     return statistics.median(times), torch.cat(outputs)
@@ -146,7 +154,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also try torch.compile")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
     keep_freed_memory()  # as predict.py and train.py
     length = int(args.seconds * 11025 / 64) + 1
     # name → (scan, whether it can be trained through)
@@ -155,15 +166,20 @@ def main() -> None:
         "blocked (project, training)": (block_scan, True),
         "chunked-log": (scan_chunked_log, True),
         "parallel": (scan_parallel, True),
-        "native C (project, inference)": (native_scan, False),
     }
+    if args.device == "cpu":
+        candidates["native C (project, inference)"] = (native_scan, False)
+    elif triton_scan_available():
+        for block_d in (4, 8, 16):
+            name = f"triton, {block_d} channels per program" + (" (project)" * (block_d == 4))
+            candidates[name] = (functools.partial(launch_scan, block_d=block_d), False)
     if args.compile:
         candidates["compiled block body"] = (compiled_block_scan(), False)
         candidates["blocked + compile"] = (torch.compile(block_scan, dynamic=True), True)
         # last: dynamo unrolls all L steps of this loop, a long compilation
         candidates["step + compile"] = (torch.compile(scan_step, dynamic=True), True)
     print(
-        f"{length} frames ({args.seconds:g} s of 11.025 kHz audio), threads "
+        f"{length} frames ({args.seconds:g} s of 11.025 kHz audio), {args.device}, threads "
         f"{torch.get_num_threads()}\n"
     )
     print("| scan | inference (s) | forward+backward (s) | max abs error vs step |")
@@ -171,10 +187,10 @@ def main() -> None:
     reference = None
     for name, (fn, trains) in candidates.items():
         try:
-            infer, out = measure(fn, length, grad=False, repeats=args.repeats)
+            infer, out = measure(fn, length, False, args.repeats, args.device)
             train = "n/a"
             if trains:
-                seconds, _ = measure(fn, length, grad=True, repeats=max(1, args.repeats // 2))
+                seconds, _ = measure(fn, length, True, max(1, args.repeats // 2), args.device)
                 train = f"{seconds:.3f}"
         except Exception as err:  # noqa: BLE001 - a candidate that fails is reported, not fatal
             print(f"| {name} | failed: {type(err).__name__}: {err} | | |")
