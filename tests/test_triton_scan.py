@@ -52,7 +52,8 @@ def test_kernel_matches_reference_under_the_interpreter():
         print("ok", len(cases))
         """
     )
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": "tests" + os.pathsep + "."}
+    path = os.pathsep.join(["tests", ".", os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
