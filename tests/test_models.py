@@ -158,3 +158,20 @@ def test_local_attention_query_chunks_change_nothing(monkeypatch):
         single = attention(x)
     assert torch.allclose(whole, chunked, atol=1e-12) and torch.allclose(whole, single, atol=1e-12)
     assert not torch.allclose(whole, x)  # the attention did something
+
+
+def test_decoder_transposed_convolution_in_frame_pieces_equals_whole(monkeypatch):
+    from aeromamba.models import aero
+
+    monkeypatch.setattr(aero, "FRAME_BLOCK", 16)
+    torch.manual_seed(0)
+    layer = aero.DecoderLayer(8, 4, 8, 4, True, 4, 1, last=False).eval()
+    calls = []
+    layer.conv_tr.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[-1]))
+    x, skip = torch.randn(2, 4, 5, 70), torch.randn(2, 4, 5, 70)
+    whole = layer(x, skip)  # gradients wanted: one call over all frames
+    assert calls == [70]
+    with torch.inference_mode():
+        pieces = layer(x, skip)
+    assert calls[1:] == [16, 16, 16, 16, 6]
+    assert torch.allclose(pieces, whole, atol=1e-6)

@@ -75,6 +75,9 @@ class EncoderLayer(nn.Module):
         return F.glu(self.norm2(self.rewrite(x)), dim=1)
 
 
+FRAME_BLOCK = 512  # frames per piece of the decoder's transposed convolutions (CPU inference)
+
+
 class DecoderLayer(nn.Module):
     """One decoder level: concat(x, skip) (B, chin, F, T) → (B, chout, F·stride, T)."""
 
@@ -107,7 +110,7 @@ class DecoderLayer(nn.Module):
         else:
             x = torch.cat([x, skip], dim=1)
         x = F.glu(self.norm1(self._rewrite(x, weight)), dim=1)
-        x = self.norm2(self.conv_tr(x))
+        x = self.norm2(self._transposed(x))
         x = x[:, :, self.pad : x.shape[2] - self.pad]
         return x if self.last else F.gelu(x)
 
@@ -116,6 +119,14 @@ class DecoderLayer(nn.Module):
         if self.rewrite.kernel_size == (3, 3) and use_winograd(x, x.shape[1]):
             return winograd_conv3x3(x, self._winograd_weight(weight))
         return F.conv2d(x, weight, self.rewrite.bias, padding=self.rewrite.padding)
+
+    def _transposed(self, x: torch.Tensor) -> torch.Tensor:
+        """The transposed convolution. It runs along frequency only, so in CPU inference it
+        takes `FRAME_BLOCK` frames at a time: oneDNN's reorders of the whole input and output
+        then stay in cache (deepest layer at 60 s: 0.86 → 0.74 s; 10 s: 0.157 → 0.122 s)."""
+        if x.device.type != "cpu" or torch.is_grad_enabled() or x.shape[-1] <= FRAME_BLOCK:
+            return self.conv_tr(x)
+        return torch.cat([self.conv_tr(piece) for piece in x.split(FRAME_BLOCK, -1)], -1)
 
     def _winograd_weight(self, weight: torch.Tensor) -> WinogradKernel:
         """`winograd_weight` of `weight`, kept until the parameters change (their version)."""
