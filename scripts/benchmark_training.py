@@ -4,13 +4,15 @@
         [--steps 3] [--device cpu] [--system-malloc]
 
 Uses the project's Solver step on random 11.025/44.1 kHz batches (the speed does not depend
-on the data); prints the median over `--steps` steps after one warm-up step. glibc malloc
+on the data); prints the median over `--steps` steps after one warm-up step and the peak
+memory (`max_memory_allocated` on CUDA, peak RSS on the CPU). glibc malloc
 keeps freed memory, as in train.py; `--system-malloc` measures the default allocator.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -54,6 +56,8 @@ def main() -> None:
     lr = torch.randn(args.batch, 1, length, device=device) * 0.1
     hr = torch.randn(args.batch, 1, 4 * length, device=device) * 0.1
     times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for step in range(args.steps + 1):
         start = time.perf_counter()
         solver.train_step(lr, hr)
@@ -61,11 +65,17 @@ def main() -> None:
             torch.cuda.synchronize()
         if step:
             times.append(time.perf_counter() - start)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     print(
         f"{args.variant} (channels {args.channels}), batch {args.batch} x {args.segment:g} s, "
         f"{device}, {torch.get_num_threads()} threads"
         f"{', default malloc' if args.system_malloc else ''}: median "
-        f"{statistics.median(times):.2f} s per step over {len(times)} steps"
+        f"{statistics.median(times):.3f} s per step over {len(times)} steps, "
+        f"peak memory {peak / 2**20:.0f} MB"
     )
 
 
