@@ -20,6 +20,7 @@ from test_native_scan import core_inputs, reference_core
 from aeromamba.models import make_generator, mamba
 from aeromamba.models.mamba import selective_scan
 from aeromamba.models.triton_scan import triton_scan, triton_scan_available
+from tests.signals import music
 
 
 def gpu(test):  # noqa: ANN001, ANN201
@@ -114,8 +115,7 @@ def test_cuda_inference_uses_the_triton_scan_and_training_the_autograd_scan(monk
 def test_generator_on_cuda_matches_the_cpu():
     torch.manual_seed(0)
     model = make_generator("aeromamba").eval()
-    t = torch.arange(3 * 11025) / 11025
-    lr = (0.3 * torch.sin(2 * torch.pi * 440 * t) * torch.exp(-2 * t)).view(1, 1, -1)
+    lr = torch.from_numpy(music(11025)).float().view(1, 1, -1)
     with torch.inference_mode():
         cpu = model(lr)
         gpu = model.cuda()(lr.cuda()).cpu()
