@@ -52,7 +52,6 @@ def launch_scan(
     B: torch.Tensor,
     C: torch.Tensor,
     block_d: int = BLOCK_D,
-    num_warps: int = 1,
 ) -> torch.Tensor:
     """Run the kernel on whatever device Triton targets (CPU tensors under TRITON_INTERPRET=1);
     `block_d` (a power of two) channels per program."""
@@ -73,7 +72,7 @@ def launch_scan(
         d_state,
         BLOCK_D=block_d,
         STATE=triton.next_power_of_2(d_state),
-        num_warps=num_warps,
+        num_warps=1,
     )
     return y
 
