@@ -19,13 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aeromamba.models.layers import FTB, DConv, ScaledEmbedding
+from aeromamba.models.nnpack import conv3x3, use_nnpack
 from aeromamba.models.pointwise import PointwiseConv2d
-from aeromamba.models.winograd import (
-    WinogradKernel,
-    use_winograd,
-    winograd_conv3x3,
-    winograd_weight,
-)
 from aeromamba.spec import ispectro, spectro
 
 
@@ -99,7 +94,6 @@ class DecoderLayer(nn.Module):
         self.norm2 = _norm(norm, norm_groups, chout)
         self.rewrite = nn.Conv2d(chin, 2 * chin, 1 + 2 * context, 1, context)
         self.norm1 = _norm(norm, norm_groups, 2 * chin)
-        self._winograd_cache: tuple | None = None
 
     def forward(self, x: torch.Tensor | None, skip: torch.Tensor) -> torch.Tensor:
         """`x` None stands for zeros (the deepest layer): the rewrite then convolves the skip
@@ -116,8 +110,8 @@ class DecoderLayer(nn.Module):
 
     def _rewrite(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """The rewrite convolution with `weight` (the rewrite's own, or its skip half)."""
-        if self.rewrite.kernel_size == (3, 3) and use_winograd(x, x.shape[1]):
-            return winograd_conv3x3(x, self._winograd_weight(weight))
+        if use_nnpack(x, weight):
+            return conv3x3(x, weight, self.rewrite.bias)
         return F.conv2d(x, weight, self.rewrite.bias, padding=self.rewrite.padding)
 
     def _transposed(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,16 +121,6 @@ class DecoderLayer(nn.Module):
         if x.device.type != "cpu" or torch.is_grad_enabled() or x.shape[-1] <= FRAME_BLOCK:
             return self.conv_tr(x)
         return torch.cat([self.conv_tr(piece) for piece in x.split(FRAME_BLOCK, -1)], -1)
-
-    def _winograd_weight(self, weight: torch.Tensor) -> WinogradKernel:
-        """`winograd_weight` of `weight`, kept until the parameters change (their version)."""
-        bias = self.rewrite.bias
-        if weight.is_inference():  # made in inference mode: no version counter to go by
-            return winograd_weight(weight, bias)
-        key = (weight.data_ptr(), weight.shape, weight._version, bias is None or bias._version)
-        if self._winograd_cache is None or self._winograd_cache[0] != key:
-            self._winograd_cache = (key, winograd_weight(weight, bias))
-        return self._winograd_cache[1]
 
 
 class Aero(nn.Module):
