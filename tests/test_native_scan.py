@@ -55,6 +55,33 @@ def test_native_scan_matches_sequential_reference(length, batch, d_inner, d_stat
 
 
 @needs_native
+@pytest.mark.parametrize("length", [1, 7, 8, 300])
+def test_native_scan_with_gate_is_mambas_output(length):
+    inputs = random_inputs(length, batch=2, d_inner=5, d_state=16, seed=3)
+    inputs["z"][0, 0, :4] = torch.tensor([-200.0, -90.0, 90.0, 200.0])[:length]  # SiLU's tails
+    delta = torch.nn.functional.softplus(inputs["delta"] + inputs["delta_bias"][:, None])
+    y = native_scan.native_scan(
+        inputs["u"], delta, inputs["A"], inputs["B"], inputs["C"], inputs["D"], inputs["z"]
+    )
+    expected = reference_scan(**{k: v.double() for k, v in inputs.items()})
+    assert y.shape == inputs["u"].shape and torch.isfinite(y).all()
+    assert torch.allclose(y.double(), expected, atol=1e-5, rtol=1e-5)
+    core = native_scan.native_scan(inputs["u"], delta, inputs["A"], inputs["B"], inputs["C"])
+    assert not torch.allclose(core, y, atol=1e-3)  # the gate did something
+
+
+@needs_native
+def test_native_scan_refuses_a_gate_that_does_not_fit():
+    u, delta, A, B, C = core_inputs(20, 2, 3, 16)
+    with pytest.raises(ValueError, match="both D and z"):
+        native_scan.native_scan(u, delta, A, B, C, torch.ones(3), None)
+    with pytest.raises(ValueError, match="do not fit"):
+        native_scan.native_scan(u, delta, A, B, C, torch.ones(3), u[:, :, :-1])
+    with pytest.raises(ValueError, match="do not fit"):
+        native_scan.native_scan(u, delta, A, B, C, torch.ones(4), u)
+
+
+@needs_native
 def test_native_scan_clamps_fast_decays_to_zero_like_the_reference():
     # Δ·A far below -80: the state forgets everything at once, nothing overflows or turns NaN
     u, delta, A, B, C = core_inputs(50, 2, 4, 16, delta_scale=200.0)

@@ -61,15 +61,20 @@ def selective_scan(
     u, z = u.float(), z.float()
     delta = F.softplus(delta.float() + delta_bias.float()[:, None])
     A, B, C = A.float(), B.float(), C.float()
+    D = D.float()
     with torch.autocast(u.device.type, enabled=False):  # the scan stays float32 under AMP
         y = None
         if not (torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))):
             # inference: one compiled kernel on the CPU or the GPU; None where unavailable
-            scan = native_scan if u.device.type == "cpu" else triton_scan
-            y = scan(u, delta, A, B, C)
+            if u.device.type == "cpu":
+                gated = native_scan(u, delta, A, B, C, D, z)  # with D u and the gate
+                if gated is not None:
+                    return gated.to(dtype)
+            else:
+                y = triton_scan(u, delta, A, B, C)
         if y is None:
             y = block_scan(u, delta, A, B, C, block)
-    y = y + u * D.float()[:, None]
+    y = y + u * D[:, None]
     return (y * F.silu(z)).to(dtype)
 
 

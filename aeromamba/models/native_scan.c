@@ -4,7 +4,8 @@
  *     h_t = exp(max(delta_t * A, -80)) * h_{t-1} + delta_t * u_t * B_t,   y_t = <C_t, h_t>.
  * u, delta, y: (batch, d_inner, L); A: (d_inner, d_state); B, C: (batch, L, d_state), so that
  * one step reads d_state contiguous values. No per-step state is stored. Sequences are split
- * between `threads` POSIX threads.
+ * between `threads` POSIX threads. With D (d_inner) and z (batch, d_inner, L) given, each
+ * sequence ends with Mamba's output gate, y_t <- (y_t + D u_t) * SiLU(z_t), while it is in cache.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -47,6 +48,12 @@ static inline vfloat exp_vec(vfloat x) {
     return p * (vfloat)bits;
 }
 
+/* The lanes of x, at most `limit`. */
+static inline vfloat at_most(vfloat x, float limit) {
+    const vint high = x > limit;
+    return (vfloat)(((vint)x & ~high) | ((vint)((vfloat){} + limit) & high));
+}
+
 static inline vfloat load(const float *p) {
     vfloat v;
     memcpy(&v, p, sizeof v);
@@ -54,7 +61,7 @@ static inline vfloat load(const float *p) {
 }
 
 typedef struct {
-    const float *u, *delta, *A, *B, *C;
+    const float *u, *delta, *A, *B, *C, *D, *z; /* D and z NULL: no output gate */
     float *y;
     int64_t first, last; /* sequences [first, last) of batch * d_inner */
     int64_t d_inner, length, d_state;
@@ -81,6 +88,30 @@ static inline float lane_sum(vfloat v) {
     return (a[0] + a[2]) + (a[1] + a[3]);
 }
 
+/* (y + d u) * SiLU(z), lane by lane; exp's argument is held at 80, where z / (1 + e^-z)
+ * is already 0 to float32 precision (e^80 does not overflow). */
+static inline vfloat gated(vfloat y, vfloat u, vfloat z, float d) {
+    return (y + d * u) * z / (1.0f + exp_vec(at_most(-z, 80.0f)));
+}
+
+/* y <- (y + d u) * SiLU(z) over one sequence of `length` values. */
+static void gate_sequence(float *y, const float *u, const float *z, float d, int64_t length) {
+    int64_t t = 0;
+    for (; t + VEC <= length; t += VEC) {
+        const vfloat out = gated(load(y + t), load(u + t), load(z + t), d);
+        memcpy(y + t, &out, sizeof out);
+    }
+    if (t < length) { /* the last values, through zero-padded vectors */
+        const size_t bytes = (size_t)(length - t) * sizeof(float);
+        vfloat yv = {}, uv = {}, zv = {};
+        memcpy(&yv, y + t, bytes);
+        memcpy(&uv, u + t, bytes);
+        memcpy(&zv, z + t, bytes);
+        const vfloat out = gated(yv, uv, zv, d);
+        memcpy(y + t, &out, bytes);
+    }
+}
+
 /* One (batch, channel) sequence; inlined with a constant `chunks` so that the state stays in
  * registers. */
 static inline __attribute__((always_inline)) void scan_sequence(const Work *w, int64_t seq,
@@ -105,6 +136,8 @@ static inline __attribute__((always_inline)) void scan_sequence(const Work *w, i
         }
         y[t] = lane_sum(acc);
     }
+    if (w->z)
+        gate_sequence(y, u, w->z + seq * length, w->D[channel], length);
 }
 
 static void scan_sequences(const Work *w) {
@@ -122,17 +155,19 @@ static void *run_work(void *arg) {
     return NULL;
 }
 
-/* Returns 0 on success, 1 if d_state or threads is out of range. */
+/* Returns 0 on success, 1 if d_state or threads is out of range or only one of D, z is given. */
 int selective_scan_f32(const float *u, const float *delta, const float *A, const float *B,
-                       const float *C, float *y, int64_t batch, int64_t d_inner, int64_t length,
+                       const float *C, const float *D, const float *z, float *y, int64_t batch, int64_t d_inner, int64_t length,
                        int64_t d_state, int threads) {
-    if (d_state < 1 || d_state % LANES || d_state > MAX_STATE || threads < 1 || threads > MAX_THREADS) return 1;
+    if (d_state < 1 || d_state % LANES || d_state > MAX_STATE || threads < 1 || threads > MAX_THREADS
+        || (D == NULL) != (z == NULL))
+        return 1;
     const int64_t sequences = batch * d_inner;
     if (threads > sequences) threads = (int)sequences;
     Work work[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     for (int i = 0; i < threads; ++i) {
-        work[i] = (Work){u, delta, A, B, C, y, sequences * i / threads,
+        work[i] = (Work){u, delta, A, B, C, D, z, y, sequences * i / threads,
                          sequences * (i + 1) / threads, d_inner, length, d_state};
     }
     int started = 0;

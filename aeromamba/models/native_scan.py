@@ -81,7 +81,7 @@ def _library() -> ctypes.CDLL | None:
         return None
     library.selective_scan_f32.restype = ctypes.c_int
     library.selective_scan_f32.argtypes = (
-        [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 4 + [ctypes.c_int]
+        [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 4 + [ctypes.c_int]
     )
     return library
 
@@ -92,15 +92,27 @@ def native_scan_available() -> bool:
 
 
 def native_scan(
-    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """y_t = <C_t, h_t>, h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t on the CPU, or None when the
     library is unavailable or the inputs are not CPU float32 with d_state ≤ 64.
 
     u, delta (Δ, already positive) (batch, d_inner, L); A (d_inner, d_state); B, C
-    (batch, d_state, L). Returns y (batch, d_inner, L). No gradient flows through it.
+    (batch, d_state, L). With D (d_inner,) and z (batch, d_inner, L), Mamba's output
+    (y + D u) ⊙ SiLU(z) instead, computed as each sequence ends (no passes over whole tensors).
+    Returns (batch, d_inner, L). No gradient flows through it.
     """
-    tensors = (u, delta, A, B, C)
+    if (D is None) != (z is None):
+        raise ValueError("give both D and z, or neither")
+    if z is not None and (z.shape != u.shape or D.shape != u.shape[1:2]):
+        raise ValueError(f"z {tuple(z.shape)} and D {tuple(D.shape)} do not fit u {tuple(u.shape)}")
+    tensors = [t for t in (u, delta, A, B, C, D, z) if t is not None]
     if A.shape[1] > MAX_STATE or any(
         t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors
     ):
@@ -112,11 +124,13 @@ def native_scan(
     d_state = A.shape[1]
     pad = -d_state % LANES  # zero-padded states stay 0 and add nothing to y
     u, delta = u.contiguous(), delta.contiguous()
+    if z is not None:
+        D, z = D.contiguous(), z.contiguous()
     A = F.pad(A, (0, pad)).contiguous()
     bt = F.pad(B.transpose(1, 2), (0, pad)).contiguous()
     ct = F.pad(C.transpose(1, 2), (0, pad)).contiguous()
     y = torch.empty_like(u)
-    pointers = [t.data_ptr() for t in (u, delta, A, bt, ct, y)]
+    pointers = [None if t is None else t.data_ptr() for t in (u, delta, A, bt, ct, D, z, y)]
     status = library.selective_scan_f32(
         *pointers, batch, d_inner, length, d_state + pad, min(torch.get_num_threads(), 256)
     )
