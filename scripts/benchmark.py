@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py [--lengths 4,10,60,600] [--variants ...] [--devices cpu,cuda]
         [--amp none|bf16|fp16] [--rounds 1] [--out results/benchmark]
+    python scripts/benchmark.py --interleave N [--lengths ...] [--variants ...] [--devices ...]
 
 Each (variant, length, device) case runs in its own process, so peak memory is that case's
 alone: peak RSS on the CPU (ru_maxrss), `max_memory_allocated` on CUDA. Times are the median
@@ -13,6 +14,8 @@ Cases run with glibc malloc set to keep freed memory, as predict.py does (`aerom
 under autocast (as `predict.py amp=...`). `--rounds N` runs every case in N processes, taking
 the variants in turn, and reports the median over all their runs: on a machine whose speed
 drifts (a shared VM), the ratios between variants then rest on the same spells.
+`--interleave N` measures time alone, closer still: all variants in one process, their
+passes alternated N times, printing median times and the median of the per-alternation ratios.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,8 +37,9 @@ OLA_FROM = 60.0  # seconds; longer inputs use the chunked path
 REPEATS = {4.0: 5, 10.0: 3, 60.0: 3}
 
 
-def run_case(variant: str, seconds: float, device: str, amp: str = "none") -> dict:
-    """Time one case in this process (random weights: speed does not depend on them)."""
+def make_runner(variant: str, seconds: float, device: str, amp: str = "none") -> Callable:
+    """A warmed-up callable that enhances a random clip of `seconds` with `variant` once
+    (random weights: speed does not depend on them)."""
     from aeromamba.inference import autocast, enhance
     from aeromamba.models import make_generator
 
@@ -53,13 +58,21 @@ def run_case(variant: str, seconds: float, device: str, amp: str = "none") -> di
             torch.cuda.synchronize()
 
     once(lr[:, : round(min(seconds, 2 * 10.0 * 4) * 11025)])  # warm-up: one batch of chunks
+    return once
+
+
+def timed(run: Callable) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def run_case(variant: str, seconds: float, device: str, amp: str = "none") -> dict:
+    """Time one case in this process, with its peak memory."""
+    once = make_runner(variant, seconds, device, amp)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(REPEATS.get(seconds, 1)):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
+    times = [timed(once) for _ in range(REPEATS.get(seconds, 1))]
     peak = (
         torch.cuda.max_memory_allocated()
         if device == "cuda"
@@ -68,6 +81,25 @@ def run_case(variant: str, seconds: float, device: str, amp: str = "none") -> di
     return summarise(
         {"variant": variant, "seconds": seconds, "device": device, "amp": amp}, times, peak / 2**20
     )
+
+
+def interleaved(variants: list[str], seconds: float, device: str, amp: str, runs: int) -> str:
+    """Markdown lines: every variant in this process, their passes alternated `runs` times, so
+    a slow spell of the machine hits them alike; median times, and the time ratios as the
+    median of the ratios within each alternation. No memory: the models share the process."""
+    runners = {variant: make_runner(variant, seconds, device, amp) for variant in variants}
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    for _ in range(runs):
+        for variant, run in runners.items():
+            times[variant].append(timed(run))
+    length = f"{seconds:g} s" + (" (OLA)" if seconds > OLA_FROM else "")
+    medians = ", ".join(f"{v} {statistics.median(t):.3f} s" for v, t in times.items())
+    lines = [f"- {length}, {device}, {runs} alternations: {medians}"]
+    for slow, fast in (("aero", "aeromamba"), ("aeromamba", "aeromamba_official")):
+        if slow in times and fast in times:
+            ratio = statistics.median(a / b for a, b in zip(times[slow], times[fast], strict=True))
+            lines.append(f"  - {slow}/{fast} time {ratio:.2f}×")
+    return "\n".join(lines)
 
 
 def summarise(case: dict, times: list[float], peak_mb: float) -> dict:
@@ -183,17 +215,23 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="processes per case, variants taken in turn"
     )
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        metavar="N",
+        help="time only, all variants in this process, their passes alternated N times",
+    )
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.rounds < 1 or (args.interleave is not None and args.interleave < 1):
+        parser.error("--rounds and --interleave must be at least 1")
     from aeromamba.devices import set_cpu_threads
 
     set_cpu_threads()  # one per core, within the CPUs this process may use
-    if args.case:
-        if not args.system_malloc:
-            from aeromamba.allocator import keep_freed_memory
+    if not args.system_malloc:
+        from aeromamba.allocator import keep_freed_memory
 
-            keep_freed_memory()
+        keep_freed_memory()  # the cases' processes (and --interleave's) are timed with it
+    if args.case:
         variant, seconds, device = args.case
         print(json.dumps(run_case(variant, float(seconds), device, args.amp)))
         return
@@ -206,6 +244,11 @@ def main() -> None:
     except ValueError as err:
         parser.error(str(err))
     variants = args.variants.split(",")
+    if args.interleave:
+        for device in devices:
+            for seconds in [float(s) for s in args.lengths.split(",")]:
+                print(interleaved(variants, seconds, device, args.amp, args.interleave), flush=True)
+        return
     rows = []
     for device in devices:
         for seconds in [float(s) for s in args.lengths.split(",")]:

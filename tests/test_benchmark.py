@@ -31,6 +31,26 @@ def test_run_case_times_a_forward_pass(one_thread) -> None:
     assert row["peak_mb"] > 50  # a process holding torch and a model
 
 
+def test_interleave_alternates_the_variants_and_reports_ratios(one_thread, monkeypatch) -> None:
+    calls = []
+    real = benchmark.make_runner
+
+    def counting(variant, *args):
+        run = real(variant, *args)
+        return lambda: calls.append(variant) or run()
+
+    monkeypatch.setattr(benchmark, "make_runner", counting)
+    text = benchmark.interleaved(["aero", "aeromamba", "aeromamba_official"], 0.3, "cpu", "none", 2)
+    assert calls == ["aero", "aeromamba", "aeromamba_official"] * 2
+    assert text.startswith("- 0.3 s, cpu, 2 alternations: aero ")
+    ratios = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert [line.split(" time ")[0] for line in ratios] == [
+        "  - aero/aeromamba",
+        "  - aeromamba/aeromamba_official",
+    ]
+    assert all(float(line.split(" time ")[1].rstrip("×")) > 0 for line in ratios)
+
+
 def case(variant: str, times: list[float], peak: float, seconds: float = 10.0) -> dict:
     info = {"variant": variant, "seconds": seconds, "device": "cpu", "amp": "none"}
     return benchmark.summarise(info, times, peak)
