@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -41,6 +42,19 @@ def test_matches_direct_convolution(shape, bias):
         out = conv3x3(x, weight, b)
     assert out.is_contiguous()
     _assert_matches(out, F.conv2d(x, weight, b, padding=1))
+
+
+def test_falls_back_to_the_direct_convolution_when_nnpack_refuses(monkeypatch, caplog):
+    def refuse(*_):
+        raise RuntimeError("NNPACK SpatialConvolution_updateOutput failed")
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", refuse)
+    torch.manual_seed(1)
+    x, weight, b = torch.randn(2, 3, 5, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
+    with torch.inference_mode(), caplog.at_level(logging.WARNING, "aeromamba.nnpack"):
+        out = conv3x3(x, weight, b)
+    assert torch.equal(out, F.conv2d(x, weight, b, padding=1))
+    assert "NNPACK failed on (2, 3, 5, 6)" in caplog.text
 
 
 @needs_nnpack
