@@ -157,10 +157,10 @@ static void *run_work(void *arg) {
 
 /* Returns 0 on success, 1 if d_state or threads is out of range or only one of D, z is given. */
 int selective_scan_f32(const float *u, const float *delta, const float *A, const float *B,
-                       const float *C, const float *D, const float *z, float *y, int64_t batch, int64_t d_inner, int64_t length,
-                       int64_t d_state, int threads) {
-    if (d_state < 1 || d_state % LANES || d_state > MAX_STATE || threads < 1 || threads > MAX_THREADS
-        || (D == NULL) != (z == NULL))
+                       const float *C, const float *D, const float *z, float *y, int64_t batch,
+                       int64_t d_inner, int64_t length, int64_t d_state, int threads) {
+    if (d_state < 1 || d_state % LANES || d_state > MAX_STATE || threads < 1 ||
+        threads > MAX_THREADS || (D == NULL) != (z == NULL))
         return 1;
     const int64_t sequences = batch * d_inner;
     if (threads > sequences) threads = (int)sequences;
