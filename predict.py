@@ -40,15 +40,12 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from aeromamba.allocator import keep_freed_memory
     from aeromamba.checkpoint import CheckpointError, load_generator
-    from aeromamba.devices import set_cpu_threads
+    from aeromamba.devices import configure_cpu
     from aeromamba.inference import output_path, predict_files, select_device, try_compile
 
-    if cfg.keep_freed_memory:
-        keep_freed_memory()
     try:
-        set_cpu_threads(cfg.threads)
+        configure_cpu(cfg.threads, cfg.keep_freed_memory)
     except ValueError as err:
         sys.exit(f"error: {err}")
     example = cfg.input is None

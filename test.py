@@ -21,17 +21,14 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "aeromamba
 
 @hydra.main(config_path="conf", config_name="test", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from aeromamba.allocator import keep_freed_memory
     from aeromamba.checkpoint import CheckpointError, load_generator
     from aeromamba.data import PairedSegments, ensure_prepared
-    from aeromamba.devices import select_device, set_cpu_threads
+    from aeromamba.devices import configure_cpu, select_device
     from aeromamba.evaluation import evaluate_excerpts
     from aeromamba.inference import enhance
 
-    if cfg.keep_freed_memory:
-        keep_freed_memory()
     try:
-        set_cpu_threads(cfg.threads)
+        configure_cpu(cfg.threads, cfg.keep_freed_memory)
     except ValueError as err:
         sys.exit(f"error: {err}")
     dset = cfg.dset

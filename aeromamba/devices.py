@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from aeromamba.allocator import keep_freed_memory
+
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2 CPU quota: "QUOTA PERIOD" or "max ..."
 
 
@@ -56,3 +58,12 @@ def set_cpu_threads(threads: int | None = None) -> int:
         raise ValueError(f"threads must be a positive number or null, got {threads!r}")
     torch.set_num_threads(threads)
     return threads
+
+
+def configure_cpu(threads: int | None, keep_freed: bool) -> int:
+    """The process-wide CPU settings of predict.py and test.py: glibc malloc keeps freed memory
+    when `keep_freed` (see `aeromamba.allocator`), and `set_cpu_threads(threads)`, whose count
+    is returned; ValueError for a bad `threads`."""
+    if keep_freed:
+        keep_freed_memory()
+    return set_cpu_threads(threads)

@@ -1,4 +1,5 @@
-"""CPU thread settings: container quotas are honoured, explicit counts are applied."""
+"""CPU settings: container quotas are honoured, explicit thread counts are applied, and the
+entry points' allocator choice is made."""
 
 from __future__ import annotations
 
@@ -45,3 +46,14 @@ def test_set_cpu_threads(restore_threads, tmp_path, monkeypatch) -> None:
     for bad in (0, -2, "two", 1.5):
         with pytest.raises(ValueError, match="threads"):
             devices.set_cpu_threads(bad)
+
+
+@pytest.mark.parametrize("keep_freed", [True, False])
+def test_configure_cpu_sets_threads_and_the_allocator(restore_threads, monkeypatch, keep_freed):
+    calls = []
+    monkeypatch.setattr(devices, "keep_freed_memory", lambda: calls.append("keep") or True)
+    assert devices.configure_cpu(1, keep_freed) == 1
+    assert torch.get_num_threads() == 1
+    assert calls == (["keep"] if keep_freed else [])
+    with pytest.raises(ValueError, match="threads"):
+        devices.configure_cpu(0, False)
