@@ -12,6 +12,7 @@ scale. `torch.backends.nnpack.set_flags(False)` turns it off.
 from __future__ import annotations
 
 import logging
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +36,16 @@ def use_nnpack(x: torch.Tensor, weight: torch.Tensor) -> bool:
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, padding=1)` by NNPACK, one batch item at a time: its batched
     algorithm is slower than oneDNN (batch 4 × 192 channels × 16 rows × 10 s: 2.1 s vs 1.1 s).
-    Should NNPACK refuse (it reports only a status), `F.conv2d` computes it instead."""
+    Should NNPACK refuse (it reports only a status), `F.conv2d` computes it instead, with a
+    warning the first time each failure is seen."""
     try:
         items = [torch._nnpack_spatial_convolution(i, weight, bias, [1, 1]) for i in x.split(1)]
     except RuntimeError as err:
-        log.warning("NNPACK failed on %s (%s); using F.conv2d", tuple(x.shape), err)
+        _warn_once(f"NNPACK failed ({err}); F.conv2d computes the convolutions it refuses")
         return F.conv2d(x, weight, bias, padding=1)
     return items[0] if len(items) == 1 else torch.cat(items)
+
+
+@cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
