@@ -61,9 +61,9 @@ def set_cpu_threads(threads: int | None = None) -> int:
 
 
 def configure_cpu(threads: int | None, keep_freed: bool) -> int:
-    """The process-wide CPU settings of predict.py and test.py: glibc malloc keeps freed memory
-    when `keep_freed` (see `aeromamba.allocator`), and `set_cpu_threads(threads)`, whose count
-    is returned; ValueError for a bad `threads`."""
+    """The process-wide CPU settings of predict.py, test.py and the benchmarks: glibc malloc
+    keeps freed memory when `keep_freed` (see `aeromamba.allocator`), and
+    `set_cpu_threads(threads)`, whose count is returned; ValueError for a bad `threads`."""
     if keep_freed:
         keep_freed_memory()
     return set_cpu_threads(threads)

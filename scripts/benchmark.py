@@ -225,13 +225,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1 or (args.interleave is not None and args.interleave < 1):
         parser.error("--rounds and --interleave must be at least 1")
-    from aeromamba.devices import set_cpu_threads
+    from aeromamba.devices import configure_cpu
 
-    set_cpu_threads()  # one per core, within the CPUs this process may use
-    if not args.system_malloc:
-        from aeromamba.allocator import keep_freed_memory
-
-        keep_freed_memory()  # the cases' processes (and --interleave's) are timed with it
+    # one thread per core (within the CPUs this process may use) and, as predict.py, glibc
+    # malloc keeping freed memory: the cases' processes (and --interleave's) are timed so
+    configure_cpu(None, keep_freed=not args.system_malloc)
     if args.case:
         variant, seconds, device = args.case
         print(json.dumps(run_case(variant, float(seconds), device, args.amp)))
