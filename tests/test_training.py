@@ -44,7 +44,7 @@ def command(corpus: Path, run: Path, *extra: str) -> list[str]:
         "wandb.mode=disabled",
         "num_workers=0",
         "max_valid_items=4",
-        "dset.min_power=1e-4",
+        "dset.min_dbfs=-60",
         f"hydra.run.dir={run}",
         *extra,
     ]

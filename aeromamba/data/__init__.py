@@ -1,12 +1,12 @@
 """Data: synthetic music, corpus preparation (44.1 kHz / 11.025 kHz pairs) and datasets."""
 
+from aeromamba.data.corpus import ensure_prepared
 from aeromamba.data.dataset import PairedSegments, segment_starts
 from aeromamba.data.prepare import (
     HR_SR,
     LR_SR,
     SPLITS,
     PrepareReport,
-    ensure_prepared,
     is_prepared,
     manifest_path,
     prepare_corpus,

@@ -59,8 +59,10 @@ class PairedSegments(Dataset):
     so the high-resolution length is exactly hr_sr/lr_sr times the low one. Segments start every
     `stride` seconds (default: `segment`); with `pad` file ends are zero-padded, else partial
     segments are dropped. `segment=None` gives whole files (then batch size 1, or equal lengths).
-    `min_power` drops segments (or whole files) whose high-resolution power sum(x²)/hr_sr is
-    below it; zero padding counts as silence.
+    `min_dbfs` drops segments (or whole files) whose high-resolution RMS level
+    10·log10(mean(x²)) is below it, in dB relative to full scale; zero padding counts as
+    silence. Being a mean, it does not depend on the segment length: the paper's rule
+    sum(x²)/hr_sr >= 1e-3 on 4 s segments is mean(x²) >= 2.5e-4, i.e. -36 dBFS.
     Files are taken in sorted name order.
     """
 
@@ -73,7 +75,7 @@ class PairedSegments(Dataset):
         lr_sr: int = 11025,
         hr_sr: int = 44100,
         pad: bool = True,
-        min_power: float | None = None,
+        min_dbfs: float | None = None,
     ) -> None:
         self.root = Path(root)
         path = manifest_path(self.root, split)
@@ -90,6 +92,13 @@ class PairedSegments(Dataset):
             raise ValueError(f"hr_sr {hr_sr} is not a multiple of lr_sr {lr_sr}")
         self.lr_sr, self.hr_sr, self.ratio = lr_sr, hr_sr, hr_sr // lr_sr
         self.files = sorted(manifest["items"], key=lambda item: item["name"])
+        for item in self.files:
+            for key in ("lr", "hr"):
+                if not (self.root / item[key]).is_file():
+                    raise FileNotFoundError(
+                        f"{self.root / item[key]}: listed in {path} but missing; prepare the "
+                        f"corpus again (python scripts/prepare_data.py SRC {self.root})"
+                    )
         self.segment = None if segment is None else round(segment * lr_sr)
         self.stride = None if segment is None else round((stride or segment) * lr_sr)
         self.index: list[tuple[int, int]] = []  # (file, start in low-resolution samples)
@@ -99,9 +108,9 @@ class PairedSegments(Dataset):
             else:
                 starts = segment_starts(item["lr_length"], self.segment, self.stride, pad)
                 self.index += [(i, start) for start in starts]
-        if min_power is not None:
+        if min_dbfs is not None:
             settings = {"segment": self.segment, "stride": self.stride, "pad": pad}
-            self.index = self._filtered(path, raw, settings | {"min_power": min_power})
+            self.index = self._filtered(path, raw, settings | {"min_dbfs": min_dbfs})
 
     def __len__(self) -> int:
         return len(self.index)
@@ -124,14 +133,16 @@ class PairedSegments(Dataset):
         file, start = self.index[index]
         return self.files[file]["name"], start / self.lr_sr
 
-    def _power(self, file: int, start: int) -> float:
-        """High-resolution power sum(x²)/hr_sr of the segment at low-res sample `start`."""
+    def _level(self, file: int, start: int) -> float:
+        """High-resolution RMS level (dBFS, -inf for silence) of the segment at low-res sample
+        `start`."""
         _, hr_frames = self._lengths(file)
         hr = read_frames(self.root / self.files[file]["hr"], start * self.ratio, hr_frames)
-        return float(np.dot(hr.astype(np.float64), hr)) / self.hr_sr
+        power = float(np.dot(hr.astype(np.float64), hr)) / hr.size
+        return 10 * math.log10(power) if power > 0 else -math.inf
 
     def _filtered(self, manifest: Path, raw: bytes, settings: dict[str, Any]) -> list:
-        """The index without segments below `min_power`, from the cache or computed and cached.
+        """The index without segments below `min_dbfs`, from the cache or computed and cached.
 
         The cache holds the kept segments of each settings key for one manifest content.
         """
@@ -146,7 +157,7 @@ class PairedSegments(Dataset):
         if key in cache["filters"]:
             return [tuple(entry) for entry in cache["filters"][key]]
         log.info("measuring segment power of %s (cached in %s)", manifest, cache_path)
-        kept = [(f, s) for f, s in self.index if self._power(f, s) >= settings["min_power"]]
+        kept = [(f, s) for f, s in self.index if self._level(f, s) >= settings["min_dbfs"]]
         cache["filters"][key] = kept
         try:
             with atomic_path(cache_path) as tmp:

@@ -4,13 +4,19 @@ Sources, detected automatically:
 
 - MUSDB18-HQ: `SRC/train/<song>/mixture.wav` and `SRC/test/<song>/mixture.wav`; the name of
   an item is the song folder. The paper used the official train/test split; as it has no
-  validation split, `valid_songs` training songs (5 by default) are drawn with `seed` and moved
-  to `valid`, which therefore never overlaps test.
+  validation split, the `valid_songs` training songs (5 by default) of lowest
+  `stable_fraction(seed, name)` go to `valid`, which therefore never overlaps test.
 - Any folder of audio files (WAV, FLAC, ...): split by subfolders `train/ valid/ test/` when
-  at least one exists (audio outside them is reported, not used), else by a seeded draw of
-  `valid_ratio` and `test_ratio` of the files (each at least one file when its ratio is
-  positive, as long as train keeps one). The name of an item is its path below the split
-  folder (or SRC), without suffix, folders joined with "__".
+  at least one exists (audio outside them is reported, not used), else each file by a hash
+  of `seed` and its path below SRC (`stable_fraction`): `test_ratio` of the hash range goes to
+  test, the next `valid_ratio` to valid, the rest to train. A file's split is thus a function
+  of the file alone: adding or removing files never moves another one. The name of an item is
+  its path below the split folder (or SRC), without suffix, folders joined with "__"; its
+  `group` is the first of those folders ("" for a file directly in it), e.g. the kind of
+  music in a corpus laid out as `SRC/test/piano/...`.
+
+DEST must lie outside SRC (and SRC outside DEST): otherwise a rerun would read its own
+outputs back as sources.
 
 Each file is averaged to mono (as the paper), resampled to 44.1 kHz when needed and cut to a
 multiple of 4 samples; its 11.025 kHz version is made from that with soxr 'VHQ', so that
@@ -21,12 +27,15 @@ lr_length == hr_length // 4 exactly. Layout of DEST (paths in manifests are rela
     DEST/{split}.json             manifest, see `write_manifests`; items sorted by name
     DEST/report.json              files skipped by the last run, with reasons
 
-Broken, empty, non-audio, silent and too-short files are skipped and listed with their reason.
-Reruns are idempotent: a pair whose files are both newer than the source is kept, not rewritten.
+Broken, empty, non-audio, silent and too-short files are skipped and listed with their reason;
+files sampled below 44.1 kHz or band-limited are kept with a warning, and every item records
+its measured bandwidth. Reruns are idempotent: a pair whose files are both newer than the
+source is kept, not rewritten; outputs that no manifest lists any more are removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +51,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from aeromamba.audio import AudioError, list_audio_files, read_audio, resample, to_mono, write_audio
+from aeromamba.data.bandwidth import measure_bandwidth
+from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 
 HR_SR = 44100
@@ -51,6 +62,7 @@ SPLITS = ("train", "valid", "test")
 MONO = "average"
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a file carries no usable music
 SUBTYPE = "FLOAT"
+BAND_LIMITED_HZ = 16000.0  # below this a 44.1 kHz target lacks much of the band to learn
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,25 +76,34 @@ class Source:
     name: str
     split: str
     path: Path
+    group: str = ""
 
 
 @dataclass
 class PrepareReport:
-    """What a run did: the manifest items of each split and the skipped files with reasons."""
+    """What a run did: the manifest items of each split, the skipped files with reasons, the
+    kept files with warnings, and the stale outputs removed."""
 
     dest: Path
     layout: str
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what)
     reused: int = 0
+    removed: list[str] = field(default_factory=list)  # stale outputs, relative to dest
 
     @property
     def prepared(self) -> int:
         """Number of files in the manifests (newly written or reused)."""
         return sum(len(items) for items in self.items.values())
 
+    @property
+    def empty_splits(self) -> list[str]:
+        """The splits that hold no file."""
+        return [split for split in SPLITS if not self.items.get(split)]
+
     def summary(self) -> str:
-        """A human-readable account: counts and minutes per split, then each skipped file."""
+        """A human-readable account: counts and minutes per split, then each file of note."""
         parts = []
         for split in SPLITS:
             items = self.items.get(split, [])
@@ -92,6 +113,13 @@ class PrepareReport:
             f"{self.layout} layout: {self.prepared} files prepared in {self.dest} "
             f"({', '.join(parts)}; {self.reused} already done)"
         ]
+        if self.prepared and self.empty_splits:
+            lines.append(f"warning: empty split(s): {', '.join(self.empty_splits)}")
+        if self.removed:
+            lines.append(f"removed {len(self.removed)} stale output(s) no manifest lists")
+        if self.warnings:
+            lines.append(f"warnings for {len(self.warnings)} file(s):")
+            lines += [f"  {path}: {what}" for path, what in self.warnings]
         if self.failures:
             lines.append(f"skipped {len(self.failures)} file(s):")
             lines += [f"  {path}: {reason}" for path, reason in self.failures]
@@ -103,32 +131,34 @@ def is_musdb(src: Path) -> bool:
     return any(any((src / split).glob("*/mixture.wav")) for split in ("train", "test"))
 
 
-def split_counts(count: int, valid_ratio: float, test_ratio: float) -> tuple[int, int]:
-    """(valid, test) file counts for `count` files: rounded ratios, at least one for a positive
-    ratio, reduced until train keeps at least one file."""
-    n_valid = max(1, round(count * valid_ratio)) if valid_ratio > 0 else 0
-    n_test = max(1, round(count * test_ratio)) if test_ratio > 0 else 0
-    while n_valid + n_test > max(count - 1, 0):
-        if n_valid >= n_test:
-            n_valid -= 1
-        else:
-            n_test -= 1
-    return n_valid, n_test
+def stable_fraction(seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by (`seed`, `key`) alone: SHA-256, not Python's salted hash."""
+    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def _name(path: Path, base: Path) -> str:
-    return "__".join(path.relative_to(base).with_suffix("").parts)
+def split_of(fraction: float, valid_ratio: float, test_ratio: float) -> str:
+    """The split of a file whose `stable_fraction` is `fraction`."""
+    if fraction < test_ratio:
+        return "test"
+    return "valid" if fraction < test_ratio + valid_ratio else "train"
+
+
+def _source(path: Path, base: Path, split: str) -> Source:
+    parts = path.relative_to(base).with_suffix("").parts
+    return Source("__".join(parts), split, path, parts[0] if len(parts) > 1 else "")
 
 
 def plan_musdb(src: Path, valid_songs: int, seed: int) -> list[Source]:
-    """The mixtures of a MUSDB18-HQ tree, with `valid_songs` train songs drawn into valid."""
+    """The mixtures of a MUSDB18-HQ tree, with `valid_songs` train songs moved to valid."""
     sources = []
     for split in ("train", "test"):
         songs = sorted(p for p in (src / split).glob("*") if p.is_dir())
         sources += [Source(song.name, split, song / "mixture.wav") for song in songs]
-    train = [s for s in sources if s.split == "train"]
-    count = min(valid_songs, max(len(train) - 1, 0))
-    chosen = {train[i].name for i in np.random.default_rng(seed).choice(len(train), count, False)}
+    train = sorted(
+        (s.name for s in sources if s.split == "train"), key=lambda n: stable_fraction(seed, n)
+    )
+    chosen = set(train[: min(valid_songs, max(len(train) - 1, 0))])
     return [
         Source(s.name, "valid", s.path) if s.split == "train" and s.name in chosen else s
         for s in sources
@@ -142,7 +172,7 @@ def plan_folder(
     split_dirs = [split for split in SPLITS if (src / split).is_dir()]
     if split_dirs:
         sources = [
-            Source(_name(path, src / split), split, path)
+            _source(path, src / split, split)
             for split in split_dirs
             for path in list_audio_files(src / split)
         ]
@@ -153,12 +183,11 @@ def plan_folder(
             if p not in used
         ]
         return sources, outside
-    files = list_audio_files(src)
-    n_valid, n_test = split_counts(len(files), valid_ratio, test_ratio)
-    order = np.random.default_rng(seed).permutation(len(files))
-    splits = ["test"] * n_test + ["valid"] * n_valid + ["train"] * (len(files) - n_valid - n_test)
-    split_of = {int(index): split for index, split in zip(order, splits, strict=True)}
-    return [Source(_name(p, src), split_of[i], p) for i, p in enumerate(files)], []
+    sources = []
+    for path in list_audio_files(src):
+        fraction = stable_fraction(seed, path.relative_to(src).as_posix())
+        sources.append(_source(path, src, split_of(fraction, valid_ratio, test_ratio)))
+    return sources, []
 
 
 def _unique(sources: Iterable[Source]) -> tuple[list[Source], list[tuple[str, str]]]:
@@ -186,18 +215,36 @@ def _is_done(source: Path, hr: Path, lr: Path) -> bool:
     return min(hr.stat().st_mtime_ns, lr.stat().st_mtime_ns) >= source.stat().st_mtime_ns
 
 
-def prepare_file(source: Source, dest: Path, src_root: Path, min_seconds: float) -> dict | str:
-    """Prepare one file; return its manifest item (plus "reused": bool) or the reason to skip it.
+def _warnings(source_sr: int, bandwidth: float) -> list[str]:
+    """Why a prepared file makes a poor 44.1 kHz target, if it does."""
+    if source_sr < HR_SR:
+        return [
+            f"sampled at {source_sr} Hz: its 44.1 kHz target has nothing above "
+            f"{source_sr / 2:.0f} Hz (measured bandwidth {bandwidth:.0f} Hz)"
+        ]
+    if bandwidth < BAND_LIMITED_HZ:
+        return [f"band-limited: measured bandwidth {bandwidth:.0f} Hz"]
+    return []
+
+
+def prepare_file(
+    source: Source, dest: Path, src_root: Path, min_seconds: float, previous: dict | None = None
+) -> dict | str:
+    """Prepare one file; return its manifest item (plus "reused": bool and "warnings": list of
+    str) or the reason to skip it. `previous` is the item of the last run's manifest, if any.
 
     Raises only for problems of DEST (for instance a full disk), never for a bad input.
     """
     hr_path, lr_path = _pair_paths(dest, source)
     try:
-        if _is_done(source.path, hr_path, lr_path):
+        reused = _is_done(source.path, hr_path, lr_path)
+        if reused:
             info = sf.info(str(source.path))
             channels, sr = info.channels, info.samplerate
             hr_length, lr_length = sf.info(str(hr_path)).frames, sf.info(str(lr_path)).frames
-            reused = True
+            bandwidth = (previous or {}).get("bandwidth_hz")
+            if bandwidth is None:
+                bandwidth = measure_bandwidth(sf.read(str(hr_path), dtype="float32")[0], HR_SR)
         else:
             audio, sr = read_audio(source.path)
             channels = audio.shape[0]
@@ -208,17 +255,18 @@ def prepare_file(source: Source, dest: Path, src_root: Path, min_seconds: float)
             peak = float(np.abs(hr).max())
             if peak < SILENCE_PEAK:
                 return f"silent (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)"
+            bandwidth = measure_bandwidth(hr[0], HR_SR)
             lr = resample(hr, HR_SR, LR_SR)
             lr_length = hr.shape[-1] // RATIO
             lr = np.pad(lr[:, :lr_length], ((0, 0), (0, lr_length - min(lr.shape[-1], lr_length))))
             write_audio(hr_path, hr, HR_SR, subtype=SUBTYPE)
             write_audio(lr_path, lr, LR_SR, subtype=SUBTYPE)
             hr_length = hr.shape[-1]
-            reused = False
     except (AudioError, sf.LibsndfileError) as err:
         return str(err).removeprefix(f"{source.path}: ")
     return {
         "name": source.name,
+        "group": source.group,
         "hr": hr_path.relative_to(dest).as_posix(),
         "lr": lr_path.relative_to(dest).as_posix(),
         "hr_length": int(hr_length),
@@ -226,7 +274,9 @@ def prepare_file(source: Source, dest: Path, src_root: Path, min_seconds: float)
         "source": source.path.relative_to(src_root).as_posix(),
         "source_sr": int(sr),
         "source_channels": int(channels),
+        "bandwidth_hz": round(float(bandwidth)),
         "reused": reused,
+        "warnings": _warnings(int(sr), float(bandwidth)),
     }
 
 
@@ -253,9 +303,11 @@ def write_manifests(report: PrepareReport, src: Path, settings: dict[str, Any]) 
     """Write DEST/{split}.json for every split and DEST/report.json.
 
     A manifest holds {"split", "hr_sr", "lr_sr", "mono", "format", "resampler", "source_root",
-    "layout", "settings", "items": [{"name", "hr", "lr", "hr_length", "lr_length", "source",
-    "source_sr", "source_channels"}]}: paths relative to DEST, `source` relative to source_root,
-    source_sr/source_channels the raw file's rate and channel count.
+    "layout", "settings", "items": [{"name", "group", "hr", "lr", "hr_length", "lr_length",
+    "source", "source_sr", "source_channels", "bandwidth_hz"}]}: paths relative to DEST,
+    `source` relative to source_root, source_sr/source_channels the raw file's rate and channel
+    count, bandwidth_hz the highest frequency with content in the 44.1 kHz file (see
+    `aeromamba.data.bandwidth`). DEST/report.json lists the skipped files and the warnings.
     """
     for split in SPLITS:
         manifest = {
@@ -272,7 +324,49 @@ def write_manifests(report: PrepareReport, src: Path, settings: dict[str, Any]) 
         }
         _write_json(manifest_path(report.dest, split), manifest)
     failures = [{"path": path, "reason": reason} for path, reason in report.failures]
-    _write_json(report.dest / "report.json", {"skipped": failures})
+    warnings = [{"path": path, "warning": what} for path, what in report.warnings]
+    _write_json(report.dest / "report.json", {"skipped": failures, "warnings": warnings})
+
+
+def check_locations(src: Path, dest: Path) -> None:
+    """Refuse a DEST inside SRC (or SRC inside DEST): a rerun would take outputs for sources."""
+    src_abs, dest_abs = src.resolve(), dest.resolve()
+    if dest_abs.is_relative_to(src_abs) or src_abs.is_relative_to(dest_abs):
+        raise UsageError(
+            f"{dest}: the prepared folder must lie outside the source folder {src} (and the "
+            f"source outside it), or a later run reads its own outputs back as sources; "
+            f"choose another destination"
+        )
+
+
+def _previous_items(dest: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The items of the manifests already in `dest`, by (split, name)."""
+    items = {}
+    for split in SPLITS:
+        path = manifest_path(dest, split)
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        items |= {(split, item["name"]): item for item in manifest.get("items", [])}
+    return items
+
+
+def remove_stale_outputs(report: PrepareReport) -> None:
+    """Delete the audio under DEST/{split}/{hr,lr} that no manifest lists (files of an earlier
+    run whose source is gone or moved, half-written temporaries of an interrupted one)."""
+    listed = {
+        report.dest / item[key]
+        for items in report.items.values()
+        for item in items
+        for key in ("hr", "lr")
+    }
+    for split in SPLITS:
+        for folder in ("hr", "lr"):
+            for path in sorted((report.dest / split / folder).glob("*")):
+                if path.is_file() and path not in listed and path.suffix in (".wav", ".tmp"):
+                    path.unlink()
+                    report.removed.append(path.relative_to(report.dest).as_posix())
 
 
 def prepare_corpus(
@@ -289,16 +383,19 @@ def prepare_corpus(
 ) -> PrepareReport:
     """Prepare the corpus at `src` into `dest` (see the module docstring) and return the report.
 
-    Manifests are written only if at least one file could be prepared. `workers` processes
-    (default: all cores) convert files in parallel; 1 converts in this process.
+    Manifests are written (and stale outputs removed) only if at least one file could be
+    prepared. `workers` processes (default: all cores) convert files in parallel; 1 converts in
+    this process. Raises UsageError for bad settings or locations, FileNotFoundError for a
+    missing `src`.
     """
     src, dest = Path(src), Path(dest)
     if min(valid_ratio, test_ratio) < 0 or valid_ratio + test_ratio >= 1:
-        raise ValueError(
+        raise UsageError(
             f"valid_ratio {valid_ratio} and test_ratio {test_ratio} must be >= 0 and sum to < 1"
         )
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: source folder not found")
+    check_locations(src, dest)
     musdb = is_musdb(src)
     if musdb:
         planned, failures = plan_musdb(src, valid_songs, seed), []
@@ -309,22 +406,32 @@ def prepare_corpus(
     settings["min_seconds"] = min_seconds
     sources, duplicates = _unique(planned)
     report = PrepareReport(dest, "musdb" if musdb else "folder", failures=failures + duplicates)
-    work = partial(prepare_file, dest=dest, src_root=src, min_seconds=min_seconds)
+    previous = _previous_items(dest)
+    jobs = [(source, previous.get((source.split, source.name))) for source in sources]
+    work = partial(_prepare_job, dest=dest, src_root=src, min_seconds=min_seconds)
     workers = min(workers or os.cpu_count() or 1, max(len(sources), 1))
     bar = tqdm(total=len(sources), desc=f"prepare {src}", unit="file", disable=not progress)
     with bar:
-        for source, result in zip(sources, map_in_processes(work, sources, workers), strict=True):
+        for source, result in zip(sources, map_in_processes(work, jobs, workers), strict=True):
             bar.update()
             if isinstance(result, str):
                 report.failures.append((str(source.path), result))
                 continue
             report.reused += result.pop("reused")
+            report.warnings += [(str(source.path), what) for what in result.pop("warnings")]
             report.items.setdefault(source.split, []).append(result)
     for items in report.items.values():
         items.sort(key=lambda item: item["name"])
     if report.prepared:
         write_manifests(report, src, settings)
+        remove_stale_outputs(report)
     return report
+
+
+def _prepare_job(
+    job: tuple[Source, dict | None], dest: Path, src_root: Path, min_seconds: float
+) -> dict | str:
+    return prepare_file(job[0], dest, src_root, min_seconds, previous=job[1])
 
 
 def map_in_processes(work: Callable[[T], R], jobs: list[T], workers: int) -> Iterator[R]:
@@ -334,48 +441,3 @@ def map_in_processes(work: Callable[[T], R], jobs: list[T], workers: int) -> Ite
         return
     with ProcessPoolExecutor(workers) as pool:
         yield from pool.map(work, jobs)
-
-
-def ensure_prepared(
-    source: str | os.PathLike | None,
-    root: str | os.PathLike,
-    *,
-    synthetic_minutes: float | None = None,
-    seed: int = 0,
-    workers: int | None = None,
-) -> None:
-    """Make sure `root` holds a prepared corpus; prepare it from `source` if it does not.
-
-    With `synthetic_minutes` set and `source` missing, the synthetic corpus is first generated
-    into `source` (see `aeromamba.data.synthetic.write_synthetic_corpus`). `seed` seeds the
-    split draws and the synthetic corpus. With a dset config `cfg`: ensure_prepared(cfg.source,
-    cfg.root, synthetic_minutes=cfg.synthetic_minutes, seed=cfg.seed). Raises
-    FileNotFoundError when `root` is not prepared and nothing can prepare it, RuntimeError when
-    preparing yields no file.
-    """
-    root = Path(root)
-    if is_prepared(root):
-        return
-    wanted = ", ".join(manifest_path(root, split).name for split in SPLITS)
-    if source is None:
-        raise FileNotFoundError(
-            f"{root}: not a prepared corpus (missing {wanted}) and no source folder is set; "
-            f"run `python scripts/prepare_data.py SRC {root}` or set dset.source"
-        )
-    source = Path(source)
-    if not source.exists():
-        if synthetic_minutes is None:
-            raise FileNotFoundError(
-                f"{root}: not a prepared corpus (missing {wanted}) and the source folder "
-                f"{source} does not exist"
-            )
-        # imported here because the synthetic module uses this one
-        from aeromamba.data.synthetic import write_synthetic_corpus
-
-        log.info("generating %.1f min of synthetic music into %s", synthetic_minutes, source)
-        write_synthetic_corpus(source, synthetic_minutes, seed=seed, workers=workers)
-    log.info("preparing %s into %s", source, root)
-    report = prepare_corpus(source, root, workers=workers, seed=seed)
-    log.log(logging.WARNING if report.failures else logging.INFO, "%s", report.summary())
-    if not report.prepared:
-        raise RuntimeError(f"{root}: nothing could be prepared from {source}\n{report.summary()}")

@@ -25,7 +25,7 @@ from scipy import signal
 from tqdm import tqdm
 
 from aeromamba.audio import write_audio
-from aeromamba.data.prepare import HR_SR, map_in_processes, split_counts
+from aeromamba.data.prepare import HR_SR, map_in_processes
 from aeromamba.files import atomic_path
 
 TABLE_SIZE = 8192  # one period of a wavetable; 4096 harmonics fit, enough down to ~5 Hz
@@ -167,10 +167,15 @@ def _kick(sr: int) -> np.ndarray:
     return body + 0.3 * np.exp(-t / 0.003) * np.sin(2 * np.pi * min(3000.0, 0.4 * sr) * t)
 
 
+RMS_DBFS = (-22.0, -14.0)  # mastered music: classical near the low end, pop near the high
+MAX_PEAK = 10.0 ** (-1.0 / 20.0)
+
+
 def music_clip(duration: float, sr: int = 44100, seed: int = 0) -> np.ndarray:
     """A music-like clip of `duration` seconds at `sr`: (round(duration·sr),) float32.
 
-    Deterministic for a given (duration, sr, seed); peak between -12 and -1 dBFS (drawn by seed).
+    Deterministic for a given (duration, sr, seed); as loud as mastered music: RMS level drawn
+    in RMS_DBFS by seed, lowered where needed to keep the peak at most -1 dBFS.
     """
     rng = np.random.default_rng(seed)
     n = max(1, round(duration * sr))
@@ -249,8 +254,9 @@ def music_clip(duration: float, sr: int = 44100, seed: int = 0) -> np.ndarray:
     times, values = zip(*gains, strict=True)
     loudness = np.interp(np.arange(n) / sr, times, values)
     mix = (music + drums_mix) * loudness
-    peak = 10.0 ** (rng.uniform(-12.0, -1.0) / 20.0)
-    return (mix * (peak / (np.abs(mix).max() + 1e-12))).astype(np.float32)
+    rms = 10.0 ** (rng.uniform(*RMS_DBFS) / 20.0)
+    gain = min(rms / (np.sqrt(np.mean(mix**2)) + 1e-12), MAX_PEAK / (np.abs(mix).max() + 1e-12))
+    return (mix * gain).astype(np.float32)
 
 
 LONG_TEST_SECONDS = 50.0  # one test clip long enough for two 10-s excerpts taken every 40 s
@@ -270,7 +276,7 @@ def corpus_plan(minutes: float, seed: int) -> list[dict[str, Any]]:
     seconds = [LONG_TEST_SECONDS]
     while sum(seconds) < minutes * 60 or len(seconds) < 3:
         seconds.append(round(float(rng.uniform(*CLIP_SECONDS)), 2))
-    n_valid, n_test = split_counts(len(seconds), 0.1, 0.1)
+    n_valid = n_test = max(1, round(len(seconds) / 10))
     n_train = len(seconds) - n_valid - n_test
     splits = ["test"] * n_test + ["valid"] * n_valid + ["train"] * n_train
     return [
