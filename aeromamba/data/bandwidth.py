@@ -40,17 +40,15 @@ MAX_CHANNELS = 16
 
 
 def _as_frames(audio: np.ndarray) -> np.ndarray:
-    """(samples,) or (samples, channels) -> (channels, samples) float64."""
-    audio = np.asarray(audio)
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    if audio.ndim != 2 or audio.shape[1] > MAX_CHANNELS:
+    """(samples,) or (channels, samples) -> (channels, samples) float64."""
+    audio = np.atleast_2d(np.asarray(audio))
+    if audio.ndim != 2 or audio.shape[0] > MAX_CHANNELS:
         raise ValueError(
-            f"expected audio of shape (samples,) or (samples, channels), got {audio.shape}"
+            f"expected audio of shape (samples,) or (channels, samples), got {audio.shape}"
         )
     if not np.all(np.isfinite(audio)):
         raise ValueError("audio holds NaN or infinite samples")
-    return audio.T.astype(np.float64)
+    return audio.astype(np.float64)
 
 
 def long_term_spectrum(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +69,8 @@ def long_term_spectrum(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarr
 def measure_bandwidth(audio: np.ndarray, sr: int) -> float:
     """Highest frequency (Hz) that still carries program content; 0.0 for silence.
 
-    `audio`: (samples,) or (samples, channels), any float or int dtype; `sr` in Hz. The result
-    is at most sr / 2; see the module docstring for the rule.
+    `audio`: (samples,) or (channels, samples) as in aeromamba.audio, float or int; `sr` in
+    Hz. The result is at most sr / 2; see the module docstring for the rule.
     """
     if sr <= 0:
         raise ValueError(f"sample rate must be positive, got {sr}")
