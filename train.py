@@ -17,11 +17,20 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
+from aeromamba.allocator import keep_freed_memory
+from aeromamba.audio import AudioError
 from aeromamba.checkpoint import CheckpointError
+from aeromamba.data import PairedSegments, ensure_prepared
+from aeromamba.devices import select_device
+from aeromamba.errors import UsageError
 from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.summary import count_parameters, structure_summary
+from aeromamba.training.config import ConfigError, check_config, train_config
+from aeromamba.training.distributed import close_world, init_world, local_device
+from aeromamba.training.logging import RunLogger
+from aeromamba.training.solver import NonFiniteLossError, Solver
 
 log = logging.getLogger("aeromamba.train")
 
@@ -38,54 +47,52 @@ def show(cfg: DictConfig) -> None:
     print(f"discriminator parameters: {count_parameters(discriminator)}")
 
 
-def run(cfg: DictConfig) -> None:
-    """Prepare the data if needed, build everything and train."""
-    from aeromamba.allocator import keep_freed_memory
-    from aeromamba.data import PairedSegments, ensure_prepared
-    from aeromamba.devices import select_device
-    from aeromamba.training.distributed import close_world, init_world, local_device
-    from aeromamba.training.logging import RunLogger
-    from aeromamba.training.solver import Solver, TrainConfig
+def _datasets(cfg: DictConfig, batch_size: int) -> tuple[PairedSegments, Dataset | None]:
+    """The training segments and the validation items, checked to be usable."""
+    dset, exp = cfg.dset, cfg.experiment
+    rates = dict(lr_sr=dset.lr_sr, hr_sr=dset.hr_sr, min_dbfs=dset.min_dbfs, pad=True)
+    train_set = PairedSegments(dset.root, dset.train, exp.segment, exp.stride, **rates)
+    valid_set = PairedSegments(dset.root, dset.valid, cfg.valid_segment, **rates)
+    if len(train_set) < batch_size:
+        raise UsageError(
+            f"{dset.root}: {len(train_set)} training segment(s) of {exp.segment} s louder than "
+            f"dset.min_dbfs={dset.min_dbfs}, fewer than one batch of {batch_size}; add data, "
+            f"lower experiment.batch_size or dset.min_dbfs"
+        )
+    if len(valid_set) == 0:
+        log.warning(
+            "%s: the validation split '%s' has no item: no validation, and best.pt is not "
+            "written (checkpoint.pt holds the latest weights)",
+            dset.root,
+            dset.valid,
+        )
+        return train_set, None
+    if cfg.max_valid_items and len(valid_set) > cfg.max_valid_items:
+        step = len(valid_set) / cfg.max_valid_items  # spread over the files, deterministic
+        return train_set, Subset(valid_set, [int(i * step) for i in range(cfg.max_valid_items)])
+    return train_set, valid_set
 
+
+def run(cfg: DictConfig, run_dir: Path) -> None:
+    """Prepare the data if needed, build everything and train."""
+    device = select_device(cfg.device)
     if cfg.keep_freed_memory:
         keep_freed_memory()
-    device = select_device(cfg.device)
     world = init_world(device)
     device = local_device(device, world)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     dset, exp = cfg.dset, cfg.experiment
     if world.is_main:
         ensure_prepared(
             dset.source, dset.root, synthetic_minutes=dset.synthetic_minutes, seed=dset.seed
         )
     world.barrier()
-    common = dict(lr_sr=dset.lr_sr, hr_sr=dset.hr_sr)
-    train_set = PairedSegments(
-        dset.root, dset.train, exp.segment, exp.stride, pad=True, min_power=dset.min_power, **common
-    )
-    valid_set = PairedSegments(
-        dset.root,
-        dset.valid,
-        cfg.valid_segment,
-        cfg.valid_segment,
-        pad=True,
-        min_power=dset.min_power,
-        **common,
-    )
-    if len(train_set) == 0:
-        raise SystemExit(
-            f"{dset.root}: no training segment of {exp.segment} s with power above "
-            f"dset.min_power={dset.min_power}; lower it or add data"
-        )
-    if cfg.max_valid_items and len(valid_set) > cfg.max_valid_items:
-        step = len(valid_set) / cfg.max_valid_items  # spread over the files, deterministic
-        valid_set = Subset(valid_set, [int(i * step) for i in range(cfg.max_valid_items)])
     batch_size = exp.batch_size
     if cfg.batch_size_mode == "global":
         batch_size = max(1, batch_size // world.size)
+    train_set, valid_set = _datasets(cfg, batch_size)
     experiment = OmegaConf.to_container(exp, resolve=True)
     full_config = OmegaConf.to_container(cfg, resolve=True)
     logger = RunLogger(cfg.wandb.mode, cfg.wandb.project, run_dir, full_config, world.is_main)
@@ -94,24 +101,8 @@ def run(cfg: DictConfig) -> None:
             Aero(**experiment["aero"]),
             MultiScaleDiscriminator(**experiment["discriminator"]),
             train_set,
-            valid_set if len(valid_set) else None,
-            TrainConfig(
-                epochs=cfg.epochs,
-                batch_size=batch_size,
-                lr=cfg.lr,
-                beta1=cfg.beta1,
-                beta2=cfg.beta2,
-                adversarial=cfg.adversarial,
-                lambda_features=cfg.lambda_features,
-                eval_every=cfg.eval_every,
-                valid_metric=cfg.valid_metric,
-                max_steps_per_epoch=cfg.max_steps_per_epoch,
-                num_workers=cfg.num_workers,
-                amp=cfg.amp,
-                seed=cfg.seed,
-                restart=cfg.restart,
-                continue_from=cfg.continue_from,
-            ),
+            valid_set,
+            train_config(cfg, batch_size),
             run_dir,
             device,
             world,
@@ -125,7 +116,7 @@ def run(cfg: DictConfig) -> None:
                 exp.name,
                 dset.name,
                 len(train_set),
-                len(valid_set),
+                len(valid_set) if valid_set is not None else 0,
                 batch_size,
                 world.size,
                 device,
@@ -141,11 +132,25 @@ def main(cfg: DictConfig) -> None:
     if cfg.show:
         show(cfg)
         return
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run(cfg)
+        check_config(cfg, run_dir)
+        run(cfg, run_dir)
     except CheckpointError as err:
         log.error("%s\nFix or remove the file, or pass restart=true to start again.", err)
         sys.exit(2)
+    except (UsageError, ConfigError, AudioError, FileNotFoundError, NonFiniteLossError) as err:
+        log.error("%s", err)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        checkpoint = run_dir / "checkpoint.pt"
+        where = (
+            f"the same command resumes from {checkpoint}"
+            if checkpoint.is_file()
+            else "no checkpoint was written yet"
+        )
+        log.error("interrupted; %s", where)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

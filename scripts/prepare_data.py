@@ -5,8 +5,11 @@ SRC is a MUSDB18-HQ root (train/<song>/mixture.wav, test/<song>/mixture.wav; det
 automatically, valid = --musdb-valid-songs training songs drawn with --seed) or any folder of
 audio files (split by its train/ valid/ test/ subfolders if present, else by a seeded draw).
 DEST receives {split}/hr/*.wav, {split}/lr/*.wav and the manifests {split}.json; see
-aeromamba/data/prepare.py. Rerunning skips files already done. Exits with status 1 only if
-nothing could be prepared; skipped files are listed with their reason at the end.
+aeromamba/data/prepare.py. DEST must lie outside SRC. A file's split is fixed by a hash of its
+path and --seed, so adding files never moves others. Rerunning skips files already done and
+removes outputs no manifest lists. Exits with status 1 if nothing could be prepared or the
+settings are wrong; skipped files and warnings (low sample rate, band limit, empty split) are
+listed at the end.
 
 Usage::
 
@@ -49,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             valid_songs=args.musdb_valid_songs,
             min_seconds=args.min_seconds,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # a missing SRC, bad settings, DEST not writable
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; files already prepared are kept, a rerun goes on", file=sys.stderr)
+        return 130
     print(report.summary())
     if not report.prepared:
         print(f"error: nothing could be prepared from {args.src}", file=sys.stderr)

@@ -7,12 +7,12 @@ checkpoint files in `aeromamba.checkpoint`, data in `aeromamba.data`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,31 +35,11 @@ from aeromamba.losses import (
     generator_adversarial_loss,
 )
 from aeromamba.models import Aero, MultiScaleDiscriminator
+from aeromamba.training.config import TrainConfig, stale_temporaries
 from aeromamba.training.distributed import World, mean_across
 from aeromamba.training.logging import RunLogger
 
 log = logging.getLogger("aeromamba.train")
-
-
-@dataclass
-class TrainConfig:
-    """The plain arguments the solver needs (read from the Hydra config in `train.py`)."""
-
-    epochs: int
-    batch_size: int
-    lr: float = 3e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    adversarial: bool = True
-    lambda_features: float = 100.0
-    eval_every: int = 1
-    valid_metric: str = "lsd"
-    max_steps_per_epoch: int | None = None
-    num_workers: int = 2
-    amp: str = "none"
-    seed: int = 2036
-    restart: bool = False
-    continue_from: str | None = None
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -114,21 +94,45 @@ class Solver:
 
     def _resume(self) -> None:
         """Continue this run's checkpoint, or start from `continue_from`, or from scratch."""
+        if self.world.is_main:
+            for stale in stale_temporaries(self.run_dir):  # left by a save that was killed
+                stale.unlink()
         if self.checkpoint_path.exists() and not self.cfg.restart:
             package = load_checkpoint(self.checkpoint_path)  # CheckpointError if truncated
+            self._check_models(package, self.checkpoint_path, "restart=true, or another run dir")
             self._load(package, full=True)
             log.info(
                 "resuming %s after epoch %d (step %d)", self.checkpoint_path, self.epoch, self.step
             )
         elif self.cfg.continue_from:
             package = load_checkpoint(self.cfg.continue_from)
+            self._check_models(package, self.cfg.continue_from, "the experiment it was made with")
             self._load(package, full=False)
             log.info("starting from the weights of %s", self.cfg.continue_from)
 
+    def _check_models(self, package: dict[str, Any], path: Path | str, way_out: str) -> None:
+        """Raise CheckpointError, in one line, if `package` holds other networks than ours."""
+        for name, model in (("generator", self.generator), ("discriminator", self.discriminator)):
+            if name not in package:
+                continue
+            saved = _with_defaults(model, package[name].get("kwargs", {}))
+            ours = _with_defaults(model, model.kwargs)
+            differ = sorted(k for k in saved.keys() | ours.keys() if saved.get(k) != ours.get(k))
+            if differ:
+                what = ", ".join(f"{k} {saved.get(k)} there, {ours.get(k)} here" for k in differ)
+                raise CheckpointError(
+                    f"{path}: its {name} differs from the configured one ({what}); "
+                    f"use the same experiment settings or {way_out}"
+                )
+
     def _load(self, package: dict[str, Any], full: bool) -> None:
-        self.generator.load_state_dict(package["generator"]["state"])
-        if "discriminator" in package:
-            self.discriminator.load_state_dict(package["discriminator"]["state"])
+        try:
+            self.generator.load_state_dict(package["generator"]["state"])
+            if "discriminator" in package:
+                self.discriminator.load_state_dict(package["discriminator"]["state"])
+        except RuntimeError as err:  # same settings, other tensors: a foreign or edited file
+            first = str(err).strip().splitlines()[-1].strip()
+            raise CheckpointError(f"weights do not fit the configured networks ({first})") from err
         optimizers = package.get("optimizers", {})
         try:
             if "generator" in optimizers:
@@ -237,12 +241,17 @@ class Solver:
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
     def _check(self, name: str, value: torch.Tensor) -> None:
-        if not torch.isfinite(value):
-            raise NonFiniteLossError(
-                f"{name} loss is {value.item()} at step {self.step} (epoch {self.epoch + 1}); "
-                f"stopping without writing a checkpoint (the last good one is "
-                f"{self.checkpoint_path})"
-            )
+        if torch.isfinite(value):
+            return
+        last = (
+            f"the last good one is {self.checkpoint_path} (epoch {self.epoch})"
+            if self.checkpoint_path.is_file()
+            else "none was written yet"
+        )
+        raise NonFiniteLossError(
+            f"{name} loss is {value.item()} at step {self.step} (epoch {self.epoch + 1}); "
+            f"stopping without writing a checkpoint ({last}); lower lr or try amp=none"
+        )
 
     def _train_epoch(self) -> dict[str, float]:
         self.generator.train()
@@ -274,6 +283,15 @@ class Solver:
         return {k: mean_across(v / total, self.world, self.device) for k, v in sums.items()}
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        """One generator step, then one discriminator step, on a batch (lr, hr).
+
+        The discriminator's parameters do not change during the generator step, and its
+        step sees the same real and generated clips, so one discriminator forward pass over
+        cat([real, fake]) serves both steps: its hinge loss is the D step's loss exactly.
+        Each backward pass reaches only its own network's parameters (`inputs=`): the
+        discriminator's weight gradients are not computed for the generator's loss, nor the
+        generator's for the discriminator's loss, which therefore sees `fake` as detached.
+        """
         stats: dict[str, float] = {}
         with self._autocast():
             fake = self.g_model(lr)
@@ -286,25 +304,32 @@ class Solver:
                 feat = feature_matching_loss(real_feats, fake_feats, self.cfg.lambda_features)
                 loss = loss + adv + feat
                 stats["adversarial"], stats["features"] = adv.item(), feat.item()
+                d_loss = discriminator_loss(real_feats, fake_feats)
         self._check("generator", loss)
+        if self.cfg.adversarial:
+            self._check("discriminator", d_loss)
+            # first, keeping the graph: the generator's pass below then frees all of it
+            self.opt_d.zero_grad(set_to_none=True)
+            self._backward(d_loss, self.discriminator, retain_graph=True)
         self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self._backward(loss, self.generator)
         self.scaler.unscale_(self.opt_g)
         stats["grad_norm_g"] = _grad_norm(self.generator)
         self.scaler.step(self.opt_g)
         if self.cfg.adversarial:
-            with self._autocast():
-                real_feats, fake_feats = _split(self.d_model(torch.cat([hr, fake.detach()])))
-                d_loss = discriminator_loss(real_feats, fake_feats)
-            self._check("discriminator", d_loss)
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler.scale(d_loss).backward()
             self.scaler.unscale_(self.opt_d)
             stats["grad_norm_d"] = _grad_norm(self.discriminator)
             self.scaler.step(self.opt_d)
             stats["discriminator"] = d_loss.item()
         self.scaler.update()
         return stats
+
+    def _backward(
+        self, loss: torch.Tensor, model: torch.nn.Module, retain_graph: bool = False
+    ) -> None:
+        """Gradients of the (scaled) `loss` into `model`'s parameters alone."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.scaler.scale(loss).backward(inputs=params, retain_graph=retain_graph)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -342,6 +367,14 @@ class Solver:
             result[key] = total / n if n else math.nan
         self.generator.train()
         return result
+
+
+def _with_defaults(model: torch.nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of `model`'s class: its defaults updated with `kwargs`."""
+    parameters = inspect.signature(type(model).__init__).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    merged = defaults | dict(kwargs)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
 
 
 def _split(features: list[list[torch.Tensor]]) -> tuple[list[list[torch.Tensor]], ...]:

@@ -1,0 +1,177 @@
+"""The training configuration checked as a whole before any work, and the solver's settings
+read from it.
+
+`check_config` collects every problem of a composed Hydra config (unknown choices, values out
+of range, an unavailable device, a run directory that cannot be written) into one
+`ConfigError`, so a typo fails in a second, not after an epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from aeromamba.errors import UsageError
+from aeromamba.files import atomic_path
+
+CHOICES = {
+    "valid_metric": ("lsd", "paqm"),
+    "amp": ("none", "bf16", "fp16"),
+    "batch_size_mode": ("per_process", "global"),
+    "wandb.mode": ("online", "offline", "disabled"),
+}
+
+
+class ConfigError(UsageError):
+    """A configuration that cannot train; the message lists every problem, one per line."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The plain settings the solver needs: top-level keys of the Hydra config of the same
+    names, plus the experiment's batch size (see `train_config`)."""
+
+    epochs: int
+    batch_size: int
+    lr: float = 3e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adversarial: bool = True
+    lambda_features: float = 100.0
+    eval_every: int = 1
+    valid_metric: str = "lsd"
+    max_steps_per_epoch: int | None = None
+    num_workers: int = 2
+    amp: str = "none"
+    seed: int = 2036
+    restart: bool = False
+    continue_from: str | None = None
+
+
+def train_config(cfg: DictConfig, batch_size: int) -> TrainConfig:
+    """The solver's settings: every TrainConfig field from the config's key of the same name."""
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "batch_size"]
+    return TrainConfig(batch_size=batch_size, **{name: cfg[name] for name in names})
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _positive(v: Any) -> bool:
+    return _number(v) and v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return _number(v) and v >= 0
+
+
+def _not_positive(v: Any) -> bool:
+    return _number(v) and v <= 0
+
+
+def _fraction(v: Any) -> bool:
+    return _number(v) and 0 <= v < 1
+
+
+def _int_from(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or rule(v)
+
+
+def _device_problem(name: str) -> str | None:
+    if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        return f"device={name}: not a device (auto, cpu, cuda, cuda:N, mps)"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"device={name}: CUDA is not available on this machine (use device=cpu)"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        return f"device={name}: MPS is not available on this machine"
+    elif device.type not in ("cpu", "cuda", "mps"):
+        return f"device={name}: unsupported device type '{device.type}'"
+    return None
+
+
+def _writable_problem(run_dir: Path) -> str | None:
+    try:
+        with atomic_path(run_dir / ".write_check") as probe:
+            probe.write_text("ok\n")
+        (run_dir / ".write_check").unlink()
+    except OSError as err:
+        return f"run directory {run_dir} cannot be written ({err.strerror or err})"
+    return None
+
+
+def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
+    """Raise ConfigError naming every problem of the training config `cfg`, if any.
+
+    With `run_dir`, also check that it can be created and written (a probe file is written
+    atomically and removed).
+    """
+    problems = []
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            problems.append(f"{key}={value}: must be one of {', '.join(allowed)}")
+    exp, dset = cfg.experiment, cfg.dset
+    rules: list[tuple[str, Any, Callable[[Any], bool], str]] = [
+        ("epochs", cfg.epochs, _int_from(1), "a whole number >= 1"),
+        ("lr", cfg.lr, _positive, "a positive number"),
+        ("beta1", cfg.beta1, _fraction, "in [0, 1)"),
+        ("beta2", cfg.beta2, _fraction, "in [0, 1)"),
+        ("lambda_features", cfg.lambda_features, _non_negative, "a number >= 0"),
+        ("eval_every", cfg.eval_every, _int_from(1), "a whole number >= 1"),
+        ("num_workers", cfg.num_workers, _int_from(0), "a whole number >= 0"),
+        ("max_steps_per_epoch", cfg.max_steps_per_epoch, _optional(_int_from(1)), "null or >= 1"),
+        ("max_valid_items", cfg.max_valid_items, _optional(_int_from(1)), "null or >= 1"),
+        ("valid_segment", cfg.valid_segment, _positive, "positive (seconds)"),
+        ("experiment.batch_size", exp.batch_size, _int_from(1), "a whole number >= 1"),
+        ("experiment.segment", exp.segment, _positive, "positive (seconds)"),
+        ("experiment.stride", exp.stride, _optional(_positive), "null (the segment) or > 0 s"),
+        ("dset.min_dbfs", dset.min_dbfs, _optional(_not_positive), "null or a level <= 0 dBFS"),
+    ]
+    problems += [
+        f"{key}={value}: must be {what}" for key, value, ok, what in rules if not ok(value)
+    ]
+    for key in ("lr_sr", "hr_sr"):
+        if dset[key] != exp.aero[key]:
+            problems.append(
+                f"dset.{key}={dset[key]} but experiment.aero.{key}={exp.aero[key]}: "
+                f"the corpus and the model must use the same rates"
+            )
+    if cfg.continue_from and not Path(cfg.continue_from).is_file():
+        problems.append(f"continue_from={cfg.continue_from}: no such file")
+    if (device := _device_problem(str(cfg.device))) is not None:
+        problems.append(device)
+    if not problems and run_dir is not None:
+        if (writable := _writable_problem(Path(run_dir))) is not None:
+            problems.append(writable)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Hidden temporary files an interrupted save left in `run_dir` (`.NAME.*.tmp`)."""
+    return sorted(p for p in Path(run_dir).glob(".*.tmp") if p.is_file())
