@@ -2,9 +2,9 @@
 
 One module, two executions of the same mathematics:
 - on CUDA, when `mamba_ssm` and `causal_conv1d` are installed, their fused kernels;
-- everywhere else `selective_scan`, computed in float32: for inference a small C kernel
-  compiled on first use on the CPU (`native_scan`) or a Triton kernel on a GPU
-  (`triton_scan`), else a portable PyTorch scan.
+- everywhere else `selective_scan`, computed in float32: on a GPU with Triton, Triton
+  kernels for inference and training (`triton_scan`); on the CPU for inference a small C
+  kernel compiled on first use (`native_scan`); else a portable PyTorch scan.
 A state dict saved from either path loads on the other: the parameters are the same.
 """
 
@@ -51,29 +51,29 @@ def selective_scan(
         h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t,   y_t = <C_t, h_t> + D u_t,
     and the result is y ⊙ SiLU(z), returned in u's dtype, shape (batch, d_inner, L).
 
-    Without a gradient to compute, the compiled scan of `native_scan` runs on the CPU when it
-    could be built, and the Triton kernel of `triton_scan` on a GPU when Triton is installed.
-    Otherwise the recurrence runs over time in blocks of `block` steps (see
+    On a GPU with Triton, the kernels of `triton_scan` run it, forward and backward. Without a
+    gradient to compute, the compiled scan of `native_scan` runs on the CPU when it could be
+    built. Otherwise the recurrence runs over time in blocks of `block` steps (see
     `_BlockScan`): memory does not grow with L beyond the inputs and outputs, and gradients
     recompute the states.
     """
+    if u.is_cuda:  # None where Triton is unavailable
+        out = triton_scan(u, delta, A, B, C, D, z, delta_bias)
+        if out is not None:
+            return out
     dtype = u.dtype
     u, z = u.float(), z.float()
     delta = F.softplus(delta.float() + delta_bias.float()[:, None])
     A, B, C = A.float(), B.float(), C.float()
     D = D.float()
     with torch.autocast(u.device.type, enabled=False):  # the scan stays float32 under AMP
-        y = None
-        if not (torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))):
-            # inference: one compiled kernel on the CPU or the GPU; None where unavailable
-            if u.device.type == "cpu":
-                gated = native_scan(u, delta, A, B, C, D, z)  # with D u and the gate
-                if gated is not None:
-                    return gated.to(dtype)
-            else:
-                y = triton_scan(u, delta, A, B, C)
-        if y is None:
-            y = block_scan(u, delta, A, B, C, block)
+        if u.device.type == "cpu" and not (
+            torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+        ):  # inference: one compiled kernel; None where it could not be built
+            gated = native_scan(u, delta, A, B, C, D, z)  # with D u and the gate
+            if gated is not None:
+                return gated.to(dtype)
+        y = block_scan(u, delta, A, B, C, block)
     y = y + u * D[:, None]
     return (y * F.silu(z)).to(dtype)
 

@@ -1,0 +1,1 @@
+"""Numerical operators shared by the models and their tests (the reference selective scan)."""
