@@ -1,7 +1,7 @@
 """Seconds per training step (generator + discriminator step, Adam) on this machine.
 
     python scripts/benchmark_training.py [--variant aeromamba] [--batch 4] [--segment 4]
-        [--steps 3] [--device cpu] [--system-malloc]
+        [--steps 3] [--device cpu] [--amp none|bf16|fp16] [--system-malloc]
 
 Uses the project's Solver step on random 11.025/44.1 kHz batches (the speed does not depend
 on the data); prints the median over `--steps` steps after one warm-up step and the peak
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels", type=int, default=48)
+    parser.add_argument(
+        "--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)"
+    )
     parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
     args = parser.parse_args()
     if not args.system_malloc:
@@ -45,7 +48,7 @@ def main() -> None:
         make_discriminator(),
         [],
         None,
-        TrainConfig(epochs=1, batch_size=args.batch),
+        TrainConfig(epochs=1, batch_size=args.batch, amp=args.amp),
         Path(tempfile.mkdtemp(prefix="aeromamba-bench-")),
         device,
         World(),
@@ -72,7 +75,7 @@ def main() -> None:
     )
     print(
         f"{args.variant} (channels {args.channels}), batch {args.batch} x {args.segment:g} s, "
-        f"{device}, {torch.get_num_threads()} threads"
+        f"{device}, amp {args.amp}, {torch.get_num_threads()} threads"
         f"{', default malloc' if args.system_malloc else ''}: median "
         f"{statistics.median(times):.3f} s per step over {len(times)} steps, "
         f"peak memory {peak / 2**20:.0f} MB"
