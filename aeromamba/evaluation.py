@@ -19,7 +19,7 @@ import html
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -44,6 +44,7 @@ class ItemResult:
     item: str
     scores: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    group: str = ""  # the kind of material (e.g. piano), reported apart when there are several
 
 
 def align(estimate: np.ndarray, reference: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -212,19 +213,22 @@ def failures(results: Sequence[ItemResult]) -> list[str]:
 def write_results(
     out: str | os.PathLike, results: Sequence[ItemResult], metrics: Sequence[str]
 ) -> dict[str, Any]:
-    """Write `per_item.csv`, `summary.json` and `summary.md` into `out`; returns the summary."""
+    """Write `per_item.csv`, `summary.json` and `summary.md` into `out`; returns the summary
+    over all items. When the items come from several groups, each group also gets its own
+    tables in `summary.md` and `summary_by_group.json` (group -> system -> metric)."""
     out = Path(out)
     summary = summarize(results, metrics)
     tests = pairwise_tests(results, metrics)
     with atomic_path(out / "per_item.csv") as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["system", "item", *metrics, "errors"])
+            writer.writerow(["system", "item", "group", *metrics, "errors"])
             for r in results:
                 writer.writerow(
                     [
                         r.system,
                         r.item,
+                        r.group,
                         *(r.scores.get(m, "") for m in metrics),
                         "; ".join(f"{m}: {e}" for m, e in r.errors.items()),
                     ]
@@ -232,6 +236,17 @@ def write_results(
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     markdown = markdown_summary(summary, tests, metrics)
+    groups = sorted({r.group for r in results})
+    if len(groups) > 1:
+        by_group = {}
+        for group in groups:
+            subset = [r for r in results if r.group == group]
+            by_group[group] = summarize(subset, metrics)
+            markdown += f"\n### {group or '(no group)'}\n\n" + markdown_summary(
+                by_group[group], pairwise_tests(subset, metrics), metrics
+            )
+        with atomic_path(out / "summary_by_group.json") as tmp:
+            tmp.write_text(json.dumps(by_group, indent=2))
     problems = failures(results)
     if problems:
         markdown += "\nFailures:\n\n" + "\n".join(f"- {p}" for p in problems) + "\n"
@@ -439,11 +454,13 @@ def evaluate_excerpts(
     report_items: int = 20,
     lr_sr: int = 11025,
     sr: int = 44100,
+    groups: Mapping[str, str] | None = None,
 ) -> Evaluation:
     """Score systems on (name, low-res (L,), reference (4L,)) excerpts; the low-resolution
     baseline (soxr VHQ upsampling of the input) is always the first row.
 
-    `systems` maps a name to a function from the low-resolution excerpt to a 44.1 kHz one.
+    `systems` maps a name to a function from the low-resolution excerpt to a 44.1 kHz one;
+    `groups` an excerpt name to its group (kind of material), reported apart.
     """
     from tqdm import tqdm
 
@@ -463,6 +480,8 @@ def evaluate_excerpts(
                 continue
             signals[system] = estimate
             results.append(score_item(system, name, estimate, hr, functions))
+        for result in results[-len(everything) :]:
+            result.group = (groups or {}).get(name, "")
         if report and len(report_entries) < report_items:
             report_entries.append(_report_entry(Path(out), name, signals, sr))
     return _finish(out, results, metrics, report_entries if report else None)

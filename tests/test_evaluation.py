@@ -114,3 +114,30 @@ def test_evaluate_script_end_to_end(folders, tmp_path):
     assert page.count("<audio") == 3 * 3 - 2  # reference + low + est where present
     assert "<table>" in page
     assert (out / "spectrograms" / "songs" / "s0.png").stat().st_size > 1000
+
+
+def test_excerpts_of_several_groups_are_reported_per_group(tmp_path):
+    from aeromamba.evaluation import evaluate_excerpts
+
+    excerpts, groups, perfect = [], {}, {}
+    for i, group in enumerate(["piano", "piano", "produced", "produced"]):
+        hr = music_clip(1.0, 44100, seed=i)
+        lr = resample(hr[None], 44100, 11025)[0]
+        excerpts.append((f"item{i}", lr, hr))
+        groups[f"item{i}"] = group
+        if group == "piano":
+            perfect[lr.tobytes()] = hr
+    # a system that is perfect on piano and plain resampling on produced music
+    systems = {"half": lambda lr: perfect.get(lr.tobytes(), resample(lr[None], 11025, 44100)[0])}
+    evaluate_excerpts(excerpts, systems, tmp_path, ["lsd"], groups=groups)
+    by_group = json.loads((tmp_path / "summary_by_group.json").read_text())
+    assert sorted(by_group) == ["piano", "produced"]
+    assert by_group["piano"]["half"]["lsd"]["n"] == 2
+    assert by_group["piano"]["half"]["lsd"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert by_group["produced"]["half"]["lsd"]["mean"] > 1.0
+    overall = json.loads((tmp_path / "summary.json").read_text())
+    assert overall["half"]["lsd"]["n"] == 4
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "### piano" in markdown and "### produced" in markdown
+    rows = (tmp_path / "per_item.csv").read_text().splitlines()
+    assert rows[0].startswith("system,item,group,") and ",piano," in rows[1]

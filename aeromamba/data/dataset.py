@@ -133,6 +133,10 @@ class PairedSegments(Dataset):
         file, start = self.index[index]
         return self.files[file]["name"], start / self.lr_sr
 
+    def group(self, index: int) -> str:
+        """The group (kind of material) of segment `index`'s file; "" when it has none."""
+        return self.files[self.index[index][0]].get("group", "")
+
     def _level(self, file: int, start: int) -> float:
         """High-resolution RMS level (dBFS, -inf for silence) of the segment at low-res sample
         `start`."""
