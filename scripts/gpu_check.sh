@@ -4,9 +4,11 @@
 #   2. seconds per training step (scripts/benchmark_training.py --device cuda) of aero,
 #      aeromamba and aeromamba_official at batch 1 and 4 x 4 s, fp32 and bf16, and of aeromamba
 #      at batch 1 fp32 with the Triton scan switched off (the PyTorch block scan);
-#   3. 200 steps of `train.py` for aeromamba on a synthetic corpus, checking that the loss falls.
+#   3. 200 steps of `train.py` for aeromamba on a synthetic corpus, checking that the loss falls;
+#   4. the Triton scan's forward + backward time for several tiles (for tuning).
 # Everything goes to $OUT (default results/gpu_check): env.txt, tests.log, benchmark.txt
-# (one line per run; failures in benchmark.log), train.log, history.json, summary.txt.
+# (one line per run; failures in benchmark.log), train.log, history.json, tiles.md,
+# summary.txt.
 #
 #   OUT=/some/folder bash scripts/gpu_check.sh
 #
@@ -85,6 +87,10 @@ rm -rf "$data/run"
         wandb.mode=disabled hydra.run.dir="$data/run"
 } >"$OUT/train.log" 2>&1
 cp "$data/run/history.json" "$OUT/" 2>/dev/null
+
+# --- 4. tiles of the Triton scan -------------------------------------------------------------
+timeout "$(budget 90)" $PY scripts/benchmark_triton_scan.py >"$OUT/tiles.md" 2>&1
+cat "$OUT/tiles.md"
 $PY - "$OUT/history.json" "$tests_status" <<'EOF' | tee "$OUT/summary.txt"
 import json
 import sys

@@ -24,6 +24,7 @@ from test_mamba import random_inputs, reference_scan
 from aeromamba.models import make_generator, mamba
 from aeromamba.models.mamba import fused_kernels_available, selective_scan
 from aeromamba.models.triton_scan import (
+    Tile,
     launch_scan,
     selective_scan_triton,
     triton_scan,
@@ -80,7 +81,12 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def scan_errors(
-    device: str = "cpu", softplus: bool = True, chunk: int = 64, block_d: int = 4, **shape
+    device: str = "cpu",
+    softplus: bool = True,
+    chunk: int = 64,
+    block_d: int = 4,
+    num_warps: int = 4,
+    **shape,
 ) -> dict[str, float]:
     """The Triton scan against the float64 reference: the error of the output and of each
     input's gradient (weighted sum of the output as the loss), and of the output computed
@@ -88,7 +94,7 @@ def scan_errors(
     inputs = {k: v.to(device) for k, v in scan_inputs(**shape).items()}
     ours = {k: v.clone().requires_grad_() for k, v in inputs.items()}
     ref = {k: v.double().requires_grad_() for k, v in inputs.items()}
-    options = dict(delta_softplus=softplus, chunk=chunk, block_d=block_d)
+    options = dict(delta_softplus=softplus, tile=Tile(block_d, chunk, num_warps))
     out = selective_scan_triton(**ours, **options)
     want = selective_scan_ref(**ref, delta_softplus=softplus)
     weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(device)
@@ -107,7 +113,7 @@ def dtype_round_trip() -> dict[str, float]:
     inputs = {k: v.bfloat16() for k, v in scan_inputs(20, 2, 3, 4).items()}
     ours = {k: v.clone().requires_grad_() for k, v in inputs.items()}
     ref = {k: v.double().requires_grad_() for k, v in inputs.items()}
-    out = selective_scan_triton(**ours, delta_softplus=True, chunk=8)
+    out = selective_scan_triton(**ours, delta_softplus=True, tile=Tile(chunk=8))
     want = selective_scan_ref(**ref, delta_softplus=True)
     out.float().sum().backward()
     want.sum().backward()
@@ -194,6 +200,13 @@ def test_steps_aside_off_cuda_and_when_switched_off(monkeypatch):
     assert not triton_scan_available()
 
 
+def test_refuses_inputs_of_the_wrong_shape():
+    inputs = scan_inputs(10, 2, 3, 4)
+    inputs["B"] = inputs["B"][:, :, :9]
+    with pytest.raises(ValueError, match=r"B has shape \(2, 4, 9\), expected \(2, 4, 10\)"):
+        selective_scan_triton(**inputs)
+
+
 def test_cpu_scan_never_calls_the_triton_scan(monkeypatch):
     calls = []
     monkeypatch.setattr(mamba, "triton_scan", lambda *args: calls.append(args))
@@ -210,6 +223,7 @@ def test_cpu_scan_never_calls_the_triton_scan(monkeypatch):
     [
         dict(length=1724, batch=64, d_inner=24, d_state=16),  # the first encoder layer, 10 s
         dict(length=300, batch=4, d_inner=192, d_state=16, chunk=128),
+        dict(length=300, batch=4, d_inner=48, d_state=16, block_d=8, num_warps=8),
         dict(length=77, batch=3, d_inner=10, d_state=12, block_d=8, softplus=False),
         dict(length=1, batch=2, d_inner=3, d_state=4),
         dict(length=200, batch=2, d_inner=5, d_state=16, delta_scale=15.0, chunk=32),

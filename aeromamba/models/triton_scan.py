@@ -24,6 +24,7 @@ caller uses another scan. Under TRITON_INTERPRET=1 the kernels run on CPU tensor
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -33,9 +34,15 @@ try:
 except ImportError:  # CPU-only installs
     triton = None
 
-BLOCK_D = 4  # channels per program
-CHUNK = 64  # time steps per tile; one state per chunk is kept for the backward pass
-NUM_WARPS = 4
+
+@dataclass(frozen=True)
+class Tile:
+    """The work of one program: `block_d` channels, `chunk` time steps at a time (powers of
+    two; one state per chunk is kept for the backward pass), on `num_warps` warps."""
+
+    block_d: int = 4
+    chunk: int = 64
+    num_warps: int = 4
 
 
 def triton_scan_available() -> bool:
@@ -71,22 +78,51 @@ def selective_scan_triton(
     z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
-    *,
-    chunk: int = CHUNK,
-    block_d: int = BLOCK_D,
+    tile: Tile = Tile(),
 ) -> torch.Tensor:
     """The selective scan of `aeromamba.ops.scan_ref.selective_scan_ref` (same arguments and
     shapes) on whatever device Triton targets, differentiable in every tensor argument.
 
     Computed in float32 (inputs are cast, so under autocast too); returned in u's dtype.
-    `chunk` and `block_d` (powers of two) set the tile: time steps and channels per program.
+    `tile` sets the work of one program.
     """
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     dtype = u.dtype
     tensors = [None if t is None else t.float() for t in (u, delta, A, B, C, D, z, delta_bias)]
     # the boundary states are stored only for a backward pass to come
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    out = _SelectiveScan.apply(*tensors, delta_softplus, chunk, block_d, keep)
+    out = _SelectiveScan.apply(*tensors, delta_softplus, tile, keep)
     return out.to(dtype)
+
+
+def _check_shapes(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+) -> None:
+    """ValueError naming the first argument whose shape does not fit u's (batch, d_inner, L)."""
+    batch, d_inner, length = u.shape
+    d_state = A.shape[-1]
+    wanted = {
+        "delta": (delta, (batch, d_inner, length)),
+        "A": (A, (d_inner, d_state)),
+        "B": (B, (batch, d_state, length)),
+        "C": (C, (batch, d_state, length)),
+        "D": (D, (d_inner,)),
+        "z": (z, (batch, d_inner, length)),
+        "delta_bias": (delta_bias, (d_inner,)),
+    }
+    for name, (tensor, shape) in wanted.items():
+        if tensor is not None and tuple(tensor.shape) != shape:
+            raise ValueError(
+                f"selective_scan_triton: {name} has shape {tuple(tensor.shape)}, expected {shape} "
+                f"for u of shape {tuple(u.shape)}"
+            )
 
 
 def launch_scan(
@@ -95,24 +131,36 @@ def launch_scan(
     A: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
-    block_d: int = BLOCK_D,
+    block_d: int = Tile.block_d,
 ) -> torch.Tensor:
     """The bare recurrence y_t = <C_t, h_t> (no D, no gate, Δ given), forward only: u, delta
     (batch, d_inner, L), A (d_inner, d_state), B, C (batch, d_state, L), float32."""
     tensors = [t.contiguous() for t in (u, delta, A, B, C)]
-    out, _ = _forward(*tensors, None, None, None, False, CHUNK, block_d, save_states=False)
+    out, _ = _forward(*tensors, None, None, None, False, Tile(block_d=block_d), False)
     return out
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, chunk, block_d, save_states):  # noqa: ANN001, ANN202
+def _forward(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    softplus: bool,
+    tile: Tile,
+    save_states: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Launch the forward kernel on contiguous float32 tensors; returns (out, boundary states
     (batch, d_inner, chunks, d_state) or None)."""
     batch, d_inner, length = u.shape
     d_state = A.shape[1]
-    chunks = triton.cdiv(length, chunk)
+    chunks = triton.cdiv(length, tile.chunk)
     out = torch.empty_like(u)
     states = u.new_empty(batch, d_inner, chunks, d_state) if save_states else None
-    _forward_kernel[(batch, triton.cdiv(d_inner, block_d))](
+    _forward_kernel[(batch, triton.cdiv(d_inner, tile.block_d))](
         u,
         delta,
         A,
@@ -132,10 +180,10 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, chunk, block_d, save
         HAS_BIAS=delta_bias is not None,
         SOFTPLUS=softplus,
         SAVE_STATES=save_states,
-        BLOCK_D=block_d,
+        BLOCK_D=tile.block_d,
         STATE=triton.next_power_of_2(d_state),
-        CHUNK=chunk,
-        num_warps=NUM_WARPS,
+        CHUNK=tile.chunk,
+        num_warps=tile.num_warps,
     )
     return out, states
 
@@ -149,15 +197,15 @@ class _SelectiveScan(torch.autograd.Function):
     """The Triton scan with its recomputing backward pass; float32 tensors in and out."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, chunk, block_d, keep):  # noqa: ANN001, ANN205
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, tile, keep):  # noqa: ANN001, ANN205
         u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
         D, z, delta_bias = (None if t is None else t.contiguous() for t in (D, z, delta_bias))
         out, states = _forward(
-            u, delta, A, B, C, D, z, delta_bias, softplus, chunk, block_d, save_states=keep
+            u, delta, A, B, C, D, z, delta_bias, softplus, tile, save_states=keep
         )
         if keep:
             ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
-            ctx.softplus, ctx.chunk, ctx.block_d = softplus, chunk, block_d
+            ctx.softplus, ctx.tile = softplus, tile
         return out
 
     @staticmethod
@@ -165,7 +213,8 @@ class _SelectiveScan(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         batch, d_inner, length = u.shape
         d_state = A.shape[1]
-        blocks = triton.cdiv(d_inner, ctx.block_d)
+        tile = ctx.tile
+        blocks = triton.cdiv(d_inner, tile.block_d)
         grad_u, grad_delta = torch.empty_like(u), torch.empty_like(u)
         grad_z = None if z is None else torch.empty_like(z)
         # per sequence (A, D, bias) or per block of channels (B, C): summed below
@@ -200,10 +249,10 @@ class _SelectiveScan(torch.autograd.Function):
             HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None,
             SOFTPLUS=ctx.softplus,
-            BLOCK_D=ctx.block_d,
+            BLOCK_D=tile.block_d,
             STATE=triton.next_power_of_2(d_state),
-            CHUNK=ctx.chunk,
-            num_warps=NUM_WARPS,
+            CHUNK=tile.chunk,
+            num_warps=tile.num_warps,
         )
         return (
             grad_u,
@@ -217,7 +266,6 @@ class _SelectiveScan(torch.autograd.Function):
             None,
             None,
             None,
-            None,
         )
 
 
@@ -225,7 +273,7 @@ if triton is not None:
 
     @triton.jit
     def _compose(a1, b1, a2, b2):
-        """h ↦ a h + b after h ↦ a' h + b' … the pair (a1, b1) acts first."""
+        """The affine map h ↦ a2 (a1 h + b1) + b2: (a1, b1) acts first, then (a2, b2)."""
         return a1 * a2, b1 * a2 + b2
 
     @triton.jit
