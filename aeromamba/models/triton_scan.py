@@ -14,8 +14,9 @@ L / CHUNK, d_state); the backward kernel walks the chunks in reverse, recomputes
 states from its stored boundary and runs the adjoint recurrence
     λ_t = C_t g_t + exp(Δ_{t+1} A) ⊙ λ_{t+1}
 as a reverse scan of the same pairs. Gradients of u, Δ, z are written per step, those of B and C
-per block of channels (summed afterwards), those of A, D and the bias of Δ accumulated in
-registers over the chunks. Memory grows with the inputs, not with the states of every step.
+per block of channels (buffers d_inner / BLOCK_D times B's size, summed afterwards), those of
+A, D and the bias of Δ accumulated in registers over the chunks. Memory grows with the inputs,
+not with the states of every step.
 
 Without Triton, off CUDA, or with `AEROMAMBA_TRITON_SCAN=0`, `triton_scan` returns None and the
 caller uses another scan. Under TRITON_INTERPRET=1 the kernels run on CPU tensors (the tests).
