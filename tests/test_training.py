@@ -68,6 +68,7 @@ def test_training_reduces_losses(corpus, tmp_path):
     assert entries[-1]["train"]["mrstft"] < entries[0]["train"]["mrstft"]
     assert entries[-1]["valid"]["lsd"] < entries[0]["valid"]["lsd"]
     for entry in entries:
+        assert 0 < entry["cpu_seconds"], "CPU time is recorded (for the CPU hours of a model)"
         for key in ("adversarial", "features", "discriminator", "grad_norm_g", "grad_norm_d"):
             assert torch.isfinite(torch.tensor(entry["train"][key])), key
     best = load_generator(run / "best.pt")

@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import math
+import resource
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -199,7 +200,7 @@ class Solver:
     def train(self) -> list[dict[str, Any]]:
         """Run the remaining epochs; returns the history."""
         while self.epoch < self.cfg.epochs:
-            start = time.time()
+            start, cpu_start = time.time(), _cpu_seconds()
             train_stats = self._train_epoch()
             self.epoch += 1
             entry: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "train": train_stats}
@@ -210,6 +211,7 @@ class Solver:
                     self._save_best(self.cfg.valid_metric, value)
                     entry["best"] = True
             entry["seconds"] = time.time() - start
+            entry["cpu_seconds"] = _cpu_seconds() - cpu_start  # this process and its loaders
             self.history.append(entry)
             self._save()
             if self.world.is_main:
@@ -367,6 +369,15 @@ class Solver:
             result[key] = total / n if n else math.nan
         self.generator.train()
         return result
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children (data loaders)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _with_defaults(model: torch.nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
