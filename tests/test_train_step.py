@@ -1,0 +1,87 @@
+"""Solver.train_step shares one discriminator pass between its generator and discriminator
+steps; the weights it leaves are those of the plain recipe: a generator step (its loss
+through the discriminator), then a discriminator step on the detached generated clips."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from aeromamba.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from aeromamba.models import make_discriminator, make_generator
+from aeromamba.training.distributed import World
+from aeromamba.training.solver import Solver, TrainConfig
+
+NETWORKS = ("generator", "discriminator")
+
+
+def small_solver(adversarial: bool) -> Solver:
+    torch.manual_seed(0)
+    return Solver(
+        make_generator("aeromamba", channels=8),
+        make_discriminator(ndf=4, max_channels=32),
+        [],
+        None,
+        TrainConfig(epochs=1, batch_size=2, adversarial=adversarial),
+        Path(tempfile.mkdtemp(prefix="aeromamba-step-")),
+        torch.device("cpu"),
+        World(),
+        {},
+        logger=None,
+    )
+
+
+def halves(features: list[list[torch.Tensor]]) -> tuple[list[list[torch.Tensor]], ...]:
+    return tuple([[f.chunk(2)[i] for f in scale] for scale in features] for i in (0, 1))
+
+
+def plain_step(solver: Solver, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+    """The recipe written out: two discriminator passes, every backward pass complete."""
+    g, d, cfg = solver.generator, solver.discriminator, solver.cfg
+    fake = g(lr)
+    loss = solver.stft_loss(fake, hr)
+    stats = {"mrstft": loss.item()}
+    if cfg.adversarial:
+        real, fakes = halves(d(torch.cat([hr, fake])))
+        adv = generator_adversarial_loss(fakes)
+        feat = feature_matching_loss(real, fakes, cfg.lambda_features)
+        loss = loss + adv + feat
+        stats |= {"adversarial": adv.item(), "features": feat.item()}
+    solver.opt_g.zero_grad()
+    loss.backward()
+    solver.opt_g.step()
+    if cfg.adversarial:
+        d_loss = discriminator_loss(*halves(d(torch.cat([hr, fake.detach()]))))
+        solver.opt_d.zero_grad()
+        d_loss.backward()
+        solver.opt_d.step()
+        stats["discriminator"] = d_loss.item()
+    return stats
+
+
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_train_step_leaves_the_weights_of_the_plain_recipe(adversarial):
+    ours, plain = small_solver(adversarial), small_solver(adversarial)
+    start = {n: [w.detach().clone() for w in getattr(ours, n).parameters()] for n in NETWORKS}
+    g = torch.Generator().manual_seed(1)
+    for _ in range(2):  # the second step starts from Adam moments of the first
+        lr = torch.randn(2, 1, 2048, generator=g) * 0.1
+        hr = torch.randn(2, 1, 8192, generator=g) * 0.1
+        stats = ours.train_step(lr, hr)
+        expected = plain_step(plain, lr, hr)
+        for key, value in expected.items():
+            assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    assert stats["grad_norm_g"] > 0 and (not adversarial or stats["grad_norm_d"] > 0)
+    for name in NETWORKS:
+        weights = list(getattr(ours, name).named_parameters())
+        for (key, value), other in zip(weights, getattr(plain, name).parameters(), strict=True):
+            assert torch.allclose(value, other, rtol=1e-5, atol=1e-6), f"{name}.{key}"
+        moved = [not torch.equal(w, s) for (_, w), s in zip(weights, start[name], strict=True)]
+        assert any(moved) == (name == "generator" or adversarial), name
