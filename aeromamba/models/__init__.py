@@ -1,18 +1,26 @@
-"""Generators (AERO, AEROMamba) and the MelGAN discriminator, built from `conf/experiment/`."""
+"""Generators (AERO, AEROMamba) and the MelGAN discriminator, built from the variant presets
+`aeromamba/presets/` (installed with the package; Hydra's `conf/experiment/` compose them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from aeromamba.models.aero import Aero
 from aeromamba.models.discriminator import MultiScaleDiscriminator
 from aeromamba.models.mamba import Mamba
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-VARIANTS = ("aero", "aeromamba", "aeromamba_official")
+PRESETS = files("aeromamba") / "presets"
+BASE = "base"  # the settings the variants share
+VARIANTS = tuple(
+    sorted(
+        p.name[:-5]
+        for p in PRESETS.iterdir()
+        if p.name.endswith(".yaml") and p.name != f"{BASE}.yaml"
+    )
+)
 
 __all__ = [
     "Aero",
@@ -25,12 +33,19 @@ __all__ = [
 ]
 
 
+def _preset(name: str) -> DictConfig:
+    return OmegaConf.create((PRESETS / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
 def experiment_config(variant: str = "aeromamba") -> dict[str, Any]:
-    """The experiment config `conf/experiment/<variant>.yaml` as a plain dict."""
+    """The experiment settings of `variant` as a plain dict: `presets/base.yaml` updated by
+    `presets/<variant>.yaml`, as `python train.py experiment=<variant>` composes them."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    path = CONFIG_DIR / "experiment" / f"{variant}.yaml"
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+    base = _preset(BASE)
+    OmegaConf.set_struct(base, True)  # a variant's key missing from the base is a typo
+    merged = OmegaConf.merge(base, _preset(variant))
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
 
 
 def make_generator(variant: str = "aeromamba", **overrides: Any) -> Aero:
