@@ -1,19 +1,35 @@
 """Seconds per training step (generator + discriminator step, Adam) on this machine.
 
-    python scripts/benchmark_training.py [--variant aeromamba] [--batch 4] [--segment 4]
-        [--steps 3] [--device cpu] [--amp none|bf16|fp16] [--system-malloc]
+    python scripts/benchmark_training.py [--variant aeromamba] [--channels 48] [--batch 4]
+        [--segment 4] [--steps 3] [--device cpu] [--amp none|bf16|fp16] [--system-malloc]
+        [--no-adversarial] [--discriminator K=V,...]... [--profile FILE]
+        [--against ROOT --rounds N]
 
 Uses the project's Solver step on random 11.025/44.1 kHz batches (the speed does not depend
-on the data); prints the median over `--steps` steps after one warm-up step and the peak
-memory (`max_memory_allocated` on CUDA, peak RSS on the CPU). glibc malloc
-keeps freed memory, as in train.py; `--system-malloc` measures the default allocator.
+on the data); prints the median over `--steps` steps after one warm-up step (wall seconds,
+and CPU seconds of this process: on a shared machine a one-thread run's CPU seconds are its
+speed), the peak memory (`max_memory_allocated` on CUDA, peak RSS on the CPU) and the
+discriminator's parameter count. glibc malloc keeps freed memory, as in train.py;
+`--system-malloc` measures the default allocator.
+
+`--discriminator` overrides the discriminator's settings (`ndf=8,max_channels=256`; `paper`
+for none); given several times, one solver per setting in this process, their steps
+alternated, with each one's median time relative to the first. `--profile FILE` writes
+`torch.profiler`'s table of one more step (sorted by self CPU time) to FILE.
+`--against ROOT` alternates `--rounds` runs of this script on ROOT's `aeromamba` package (an
+earlier revision, e.g. from `git worktree add`) with runs on this tree's, each in its own
+process, and prints the median of the per-round time ratios ROOT / this tree.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +40,127 @@ from aeromamba.allocator import keep_freed_memory
 from aeromamba.models import make_discriminator, make_generator
 from aeromamba.training.distributed import World
 from aeromamba.training.solver import Solver, TrainConfig
+
+THIS_TREE = Path(__file__).resolve().parents[1]
+
+
+def discriminator_settings(text: str) -> dict[str, int]:
+    """'ndf=8,max_channels=256' → {'ndf': 8, 'max_channels': 256}; 'paper' → {}."""
+    if text == "paper":
+        return {}
+    try:
+        return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K=V,... with integer V, got {text!r}") from None
+
+
+def make_solver(args: argparse.Namespace, discriminator: dict[str, int]) -> Solver:
+    torch.manual_seed(0)
+    return Solver(
+        make_generator(args.variant, channels=args.channels),
+        make_discriminator(**discriminator),
+        [],
+        None,
+        TrainConfig(epochs=1, batch_size=args.batch, amp=args.amp, adversarial=args.adversarial),
+        Path(tempfile.mkdtemp(prefix="aeromamba-bench-")),
+        torch.device(args.device),
+        World(),
+        {},
+        logger=None,
+    )
+
+
+def timed_step(solver: Solver, lr: torch.Tensor, hr: torch.Tensor) -> tuple[float, float]:
+    """(wall, CPU) seconds of one training step."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    solver.train_step(lr, hr)
+    if lr.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def profile_step(solver: Solver, lr: torch.Tensor, hr: torch.Tensor, path: Path) -> None:
+    """torch.profiler's table of one step, the 30 ops of most self CPU time, into `path`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        solver.train_step(lr, hr)
+    path.write_text(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    """One result per discriminator setting: median wall and CPU seconds per step."""
+    device = torch.device(args.device)
+    settings = args.discriminator or [{}]
+    solvers = [make_solver(args, setting) for setting in settings]
+    length = round(args.segment * 11025)
+    lr = torch.randn(args.batch, 1, length, device=device) * 0.1
+    hr = torch.randn(args.batch, 1, 4 * length, device=device) * 0.1
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for solver in solvers:
+        timed_step(solver, lr, hr)  # warm-up
+    times: list[list[tuple[float, float]]] = [[] for _ in solvers]
+    for _ in range(args.steps):
+        for solver, record in zip(solvers, times, strict=True):
+            record.append(timed_step(solver, lr, hr))
+    if args.profile:
+        profile_step(solvers[0], lr, hr, args.profile)
+    return [
+        {
+            "discriminator": setting,
+            "discriminator_parameters": sum(p.numel() for p in solver.discriminator.parameters()),
+            "wall_s": statistics.median(wall for wall, _ in record),
+            "cpu_s": statistics.median(cpu for _, cpu in record),
+            "walls": [wall for wall, _ in record],
+            "relative": statistics.median(  # per alternation, to the first setting
+                wall / first for (wall, _), (first, _) in zip(record, times[0], strict=True)
+            ),
+        }
+        for setting, solver, record in zip(settings, solvers, times, strict=True)
+    ]
+
+
+def peak_memory(device: torch.device) -> float:
+    """Bytes: `max_memory_allocated` on CUDA, this process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def against(args: argparse.Namespace, argv: list[str]) -> None:
+    """Alternate runs on ROOT's package and this tree's, one process each; print the ratios."""
+    child = without_options(argv, ("--against", "--rounds")) + ["--json"]
+    trees = {"baseline": args.against.resolve(), "this tree": THIS_TREE}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for round_ in range(args.rounds):
+        for name, root in trees.items():
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            run = subprocess.run(
+                [sys.executable, __file__, *child], env=env, capture_output=True, text=True
+            )
+            if run.returncode:
+                sys.exit(f"the run on {root} failed:\n{run.stderr[-3000:]}")
+            runs[name].append(json.loads(run.stdout.splitlines()[-1]))
+            print(f"round {round_ + 1} {name} ({root}): {run.stdout.splitlines()[-1]}", flush=True)
+    for key, what in (("wall_s", "wall"), ("cpu_s", "CPU")):
+        medians = ", ".join(
+            f"{name} {statistics.median(r[key] for r in results):.3f} s"
+            for name, results in runs.items()
+        )
+        ratio = statistics.median(b[key] / t[key] for b, t in zip(*runs.values(), strict=True))
+        print(f"median {what} seconds per step: {medians}; baseline / this tree {ratio:.2f}x")
+
+
+def without_options(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """`argv` less each of `options` and its value (`--opt VALUE` or `--opt=VALUE`)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.split("=")[0] in options:
+            skip = not skip and "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
 
 
 def main() -> None:
@@ -38,48 +175,35 @@ def main() -> None:
         "--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast (CUDA only)"
     )
     parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc")
+    parser.add_argument("--no-adversarial", dest="adversarial", action="store_false")
+    parser.add_argument("--discriminator", type=discriminator_settings, action="append")
+    parser.add_argument("--profile", type=Path, metavar="FILE")
+    parser.add_argument("--against", type=Path, metavar="ROOT")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="one JSON line (used by --against)")
     args = parser.parse_args()
+    if args.against:
+        against(args, sys.argv[1:])
+        return
     if not args.system_malloc:
         keep_freed_memory()  # as train.py
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    solver = Solver(
-        make_generator(args.variant, channels=args.channels),
-        make_discriminator(),
-        [],
-        None,
-        TrainConfig(epochs=1, batch_size=args.batch, amp=args.amp),
-        Path(tempfile.mkdtemp(prefix="aeromamba-bench-")),
-        device,
-        World(),
-        {},
-        logger=None,
-    )
-    length = round(args.segment * 11025)
-    lr = torch.randn(args.batch, 1, length, device=device) * 0.1
-    hr = torch.randn(args.batch, 1, 4 * length, device=device) * 0.1
-    times = []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for step in range(args.steps + 1):
-        start = time.perf_counter()
-        solver.train_step(lr, hr)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step:
-            times.append(time.perf_counter() - start)
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
-    print(
-        f"{args.variant} (channels {args.channels}), batch {args.batch} x {args.segment:g} s, "
-        f"{device}, amp {args.amp}, {torch.get_num_threads()} threads"
-        f"{', default malloc' if args.system_malloc else ''}: median "
-        f"{statistics.median(times):.3f} s per step over {len(times)} steps, "
-        f"peak memory {peak / 2**20:.0f} MB"
-    )
+    results = measure(args)
+    peak = peak_memory(torch.device(args.device))
+    if args.json:
+        print(json.dumps({**results[0], "peak_mb": peak / 2**20}))
+        return
+    for result in results:
+        setting = ",".join(f"{k}={v}" for k, v in result["discriminator"].items()) or "paper"
+        print(
+            f"{args.variant} (channels {args.channels}), batch {args.batch} x {args.segment:g} s, "
+            f"{args.device}, amp {args.amp}, {torch.get_num_threads()} threads"
+            f"{', default malloc' if args.system_malloc else ''}"
+            f"{'' if args.adversarial else ', no discriminator'}, "
+            f"discriminator {setting} ({result['discriminator_parameters']:,} parameters): "
+            f"median {result['wall_s']:.3f} s per step ({result['cpu_s']:.3f} CPU s) over "
+            f"{args.steps} steps, {result['relative']:.2f}x the first's time"
+        )
+    print(f"peak memory {peak / 2**20:.0f} MB")
 
 
 if __name__ == "__main__":
