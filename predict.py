@@ -1,17 +1,21 @@
 """Upsample recordings to 44.1 kHz: `python predict.py input=PATH output=DIR [checkpoint=PATH]`.
 
 With no input, the bundled example (examples/example_11k.wav) is upsampled and compared with
-its 44.1 kHz reference (LSD of the output and of plain soxr resampling).
+its 44.1 kHz reference (LSD of the output and of plain soxr resampling). A bad option or file
+ends with one line `error: ...` (status 2); Ctrl-C and SIGTERM remove the output being written
+(status 130, 143); status 1 when some files failed (each listed as FAILED).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+
+from aeromamba.cli import device_option, entry_point
+from aeromamba.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = ROOT / "pretrained" / "aeromamba.pt"
@@ -39,52 +43,48 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 
 
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from aeromamba.checkpoint import CheckpointError, load_generator
+@entry_point
+def main(cfg: DictConfig) -> int:
+    from aeromamba.checkpoint import load_generator
     from aeromamba.devices import configure_cpu
-    from aeromamba.inference import output_path, predict_files, select_device, try_compile
+    from aeromamba.inference import check_chunking, output_path, predict_files, try_compile
 
     try:
         configure_cpu(cfg.threads, cfg.keep_freed_memory)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    except ValueError as err:  # threads=
+        raise UsageError(str(err)) from err
+    check_chunking(cfg.chunk, cfg.overlap)
+    device = device_option(cfg.device)
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
     reference = EXAMPLE_REFERENCE if example else cfg.reference
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else DEFAULT_CHECKPOINT
     if not checkpoint.exists():
-        sys.exit(f"error: checkpoint {checkpoint} not found; pass checkpoint=PATH")
-    try:
-        model = load_generator(checkpoint, select_device(cfg.device))
-    except CheckpointError as err:
-        sys.exit(f"error: {err}")
+        raise UsageError(f"{checkpoint}: no such checkpoint file; pass checkpoint=PATH")
+    model = load_generator(checkpoint, device)
     if cfg.compile:
         model = try_compile(model, cfg.chunk)
-    try:
-        summary = predict_files(
-            model,
-            source,
-            cfg.output,
-            overwrite=cfg.overwrite or example,
-            spectrogram=cfg.spectrogram or example,
-            reference=reference,
-            suffix=f".{cfg.format}",
-            chunk=cfg.chunk,
-            overlap=cfg.overlap,
-            batch_size=cfg.batch_size,
-            keep_lowband=cfg.keep_lowband,
-            subtype=cfg.subtype,
-            amp=cfg.amp,
-        )
-    except ValueError as err:  # an output format soundfile cannot write, an amp not usable here
-        sys.exit(f"error: {err}")
+    summary = predict_files(
+        model,
+        source,
+        cfg.output,
+        overwrite=cfg.overwrite or example,
+        spectrogram=cfg.spectrogram or example,
+        reference=reference,
+        suffix=f".{cfg.format}",
+        chunk=cfg.chunk,
+        overlap=cfg.overlap,
+        batch_size=cfg.batch_size,
+        keep_lowband=cfg.keep_lowband,
+        subtype=cfg.subtype,
+        amp=cfg.amp,
+    )
     print(summary.report())
     if example and summary.done:
         target = output_path(source, source, Path(cfg.output), f".{cfg.format}")
         print(f"wrote {target} and {target.with_suffix('.png')}")
         compare_with_reference(target, source, EXAMPLE_REFERENCE)
-    if summary.failed:
-        sys.exit(1)
+    return 1 if summary.failed else 0
 
 
 if __name__ == "__main__":

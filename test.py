@@ -1,14 +1,15 @@
 """Evaluate checkpoints on a dataset's test excerpts (10 s every 40 s, as the paper):
-`python test.py dset=<name> [checkpoint=PATH] [systems.NAME=PATH] [report=true]`.
+`python test.py dset=<name> [checkpoint=PATH] [+systems.NAME=PATH] [report=true]`.
 
 Rows: the low-resolution baseline (soxr upsampling of the input) and each checkpoint; columns
 LSD, LSD-HF, LSD-LF, ViSQOL, PAQM with 95% confidence intervals and Mann–Whitney U p-values.
 Writes summary.json, per_item.csv, summary.md (and report.html) into the run directory.
+Options and checkpoints are checked before the data is read or prepared: a bad one ends with
+one line `error: ...` (status 2); status 1 when some items or metrics failed.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -16,21 +17,30 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from aeromamba.cli import device_option, entry_point, metrics_option
+from aeromamba.errors import UsageError
+
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "aeromamba.pt"
 
 
 @hydra.main(config_path="conf", config_name="test", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from aeromamba.checkpoint import CheckpointError, load_generator
+@entry_point
+def main(cfg: DictConfig) -> int:
+    from aeromamba.checkpoint import load_generator
     from aeromamba.data import PairedSegments, ensure_prepared
-    from aeromamba.devices import configure_cpu, select_device
+    from aeromamba.devices import configure_cpu
     from aeromamba.evaluation import evaluate_excerpts
-    from aeromamba.inference import enhance
+    from aeromamba.inference import check_chunking, enhance
 
     try:
         configure_cpu(cfg.threads, cfg.keep_freed_memory)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    except ValueError as err:  # threads=
+        raise UsageError(str(err)) from err
+    device = device_option(cfg.device)
+    check_chunking(cfg.chunk, cfg.overlap)
+    metrics = metrics_option(cfg.metrics)
+    paths = {"model": cfg.checkpoint or DEFAULT_CHECKPOINT, **cfg.systems}
+    models = {name: load_generator(path, device) for name, path in paths.items()}
     dset = cfg.dset
     ensure_prepared(
         dset.source, dset.root, synthetic_minutes=dset.synthetic_minutes, seed=dset.seed
@@ -50,14 +60,8 @@ def main(cfg: DictConfig) -> None:
         name, start = data.describe(index)
         lr, hr = data[index]
         excerpts.append((f"{name}@{start:g}s", lr[0].numpy(), hr[0].numpy()))
-    device = select_device(cfg.device)
-    paths = {"model": cfg.checkpoint or DEFAULT_CHECKPOINT, **cfg.systems}
     systems = {}
-    for name, path in paths.items():
-        try:
-            model = load_generator(path, device)
-        except CheckpointError as err:
-            sys.exit(f"error: {err}")
+    for name, model in models.items():
 
         def run(lr, model=model):  # noqa: ANN001, ANN202
             tensor = torch.from_numpy(lr)[None].to(device)
@@ -71,7 +75,7 @@ def main(cfg: DictConfig) -> None:
         excerpts,
         systems,
         out,
-        list(cfg.metrics),
+        metrics,
         cfg.report,
         cfg.report_items,
         dset.lr_sr,
@@ -79,8 +83,7 @@ def main(cfg: DictConfig) -> None:
     )
     print((out / "summary.md").read_text())
     print(f"results in {out}")
-    if evaluation.failures:
-        sys.exit(1)
+    return 1 if evaluation.failures else 0
 
 
 if __name__ == "__main__":

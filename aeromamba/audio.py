@@ -13,12 +13,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".opus", ".caf")
 
 
-class AudioError(ValueError):
+class AudioError(UsageError, ValueError):
     """A file that cannot be used as audio; the message names the file and the problem."""
 
 

@@ -24,12 +24,14 @@ import os
 import pickle
 import types
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 from aeromamba.models import Aero, MultiScaleDiscriminator
 
@@ -37,7 +39,7 @@ FORMAT = "aeromamba"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError, RuntimeError):
     """A checkpoint that cannot be loaded; the message names the file and the reason."""
 
 
@@ -59,9 +61,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises CheckpointError for a missing, truncated or corrupt file, and for a release file
     that references anything outside the allow-list.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    path = _existing_file(path)
     if _is_release_file(path):
         return convert_release(_load_release(path), source=path)
     try:
@@ -109,11 +109,21 @@ def load_generator(
     return build_generator(load_checkpoint(path), which).to(device)
 
 
-def import_official(src: str | os.PathLike, dest: str | os.PathLike) -> dict[str, Any]:
-    """Convert a release checkpoint into the project's format at `dest`; returns the package."""
-    src = Path(src)
-    if not src.is_file():
-        raise CheckpointError(f"{src}: no such checkpoint file")
+def import_official(
+    src: str | os.PathLike, dest: str | os.PathLike, overwrite: bool = False
+) -> dict[str, Any]:
+    """Convert a release checkpoint into the project's format at `dest`; returns the package.
+
+    `dest` is never the release file itself, and an existing `dest` is replaced only with
+    `overwrite`; CheckpointError otherwise, before anything is read.
+    """
+    src, dest = _existing_file(src), Path(dest)
+    if dest.exists() and os.path.samefile(src, dest):
+        raise CheckpointError(f"{src}: the output would overwrite the release file")
+    if dest.is_dir():
+        raise CheckpointError(f"{dest}: is a folder; give the output file's name")
+    if dest.exists() and not overwrite:
+        raise CheckpointError(f"{dest}: exists; pass --overwrite to replace it")
     if not _is_release_file(src):
         raise CheckpointError(f"{src}: not a release checkpoint (no `src.models` classes)")
     package = convert_release(_load_release(src), source=src)
@@ -197,13 +207,31 @@ _restricted_pickle.Unpickler = _RestrictedUnpickler  # type: ignore[attr-defined
 _restricted_pickle.load = pickle.load  # type: ignore[attr-defined]
 
 
+def _existing_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path; CheckpointError when it is missing or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    return path
+
+
 def _is_release_file(path: Path) -> bool:
-    """Whether the pickle inside `path` names classes of the release's `src` package."""
+    """Whether the pickle inside `path` names classes of the release's `src` package.
+
+    A file that starts as a zip archive (as every checkpoint since PyTorch 1.6) but cannot be
+    read as one was cut short or damaged: CheckpointError, not "some other format".
+    """
+    with path.open("rb") as file:
+        zipped = file.read(4) == b"PK\x03\x04"
     try:
         with zipfile.ZipFile(path) as archive:
-            name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-            data = archive.read(name)
-    except (zipfile.BadZipFile, StopIteration, OSError):
+            names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            data = archive.read(names[0]) if names else b""
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        if zipped:
+            raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({err})") from err
         return False
     return b"src.models" in data
 

@@ -9,7 +9,9 @@ on the file length. Evaluation uses the same `enhance` for whole signals.
 
 Input rules: at least `MIN_SECONDS` of audio (and 2 samples), finite samples. Inputs with more
 than `HIGH_BAND_WARNING` of their energy above lr_sr/2 get a warning, since the resampling to
-lr_sr discards that band. An output has exactly round(frames · hr_sr / sr) samples per channel.
+lr_sr discards that band. An output has exactly round(frames · hr_sr / sr) samples per channel
+and, unless told otherwise, the input's sample format (a float input stays float, so a peak
+above full scale is kept); an output clipped to full scale gets a warning.
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ from tqdm import tqdm
 
 from aeromamba.audio import AUDIO_EXTENSIONS, AudioError, check_audio, resample
 from aeromamba.devices import select_device as select_device  # part of this module's API
-from aeromamba.files import atomic_path
+from aeromamba.errors import UsageError
+from aeromamba.files import atomic_path, remove_stale_temporaries
 
 log = logging.getLogger("aeromamba.inference")
 MIN_SECONDS = 0.01  # shorter inputs are refused: too little to resample or listen to
+# Shortest chunk: the network is trained on 4 s segments and each pass has a fixed cost, so
+# tiny chunks only multiply the passes (0.001 s took half an hour for a 2 s file).
+MIN_CHUNK = 0.5
 HIGH_BAND_WARNING = 1e-4  # fraction of energy above lr_sr/2 (−40 dB) that deserves a warning
 
 
@@ -58,6 +64,10 @@ def crossover(
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class OptionError(UsageError, ValueError):
+    """An inference option out of its range (chunk, overlap, amp, format); names the option."""
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -84,10 +94,10 @@ def check_amp(amp: str, device: torch.device | None = None) -> None:
     """Raise ValueError unless `amp` is none, bf16 or fp16 and, on a CPU `device`, one this
     CPU computes natively (`cpu_has_native`)."""
     if amp != "none" and amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
+        raise OptionError(f"amp must be none, bf16 or fp16, got {amp!r}")
     if amp != "none" and device is not None and device.type == "cpu" and not cpu_has_native(amp):
         needs = "AVX512-BF16 or AMX" if amp == "bf16" else "AMX-FP16"
-        raise ValueError(
+        raise OptionError(
             f"amp={amp} needs a CPU with {needs}; this one "
             f"({torch.backends.cpu.get_cpu_capability()}) would emulate {amp}, about 100x "
             "slower than float32: use amp=none"
@@ -119,12 +129,19 @@ def try_compile(model: nn.Module, chunk: float) -> nn.Module:
         return model
 
 
+def check_chunking(chunk: float, overlap: float) -> None:
+    """OptionError unless chunk >= MIN_CHUNK seconds and overlap >= 0 seconds."""
+    if not chunk >= MIN_CHUNK:  # also refuses NaN
+        raise OptionError(f"chunk must be at least {MIN_CHUNK} s, got {chunk}")
+    if not overlap >= 0:
+        raise OptionError(f"overlap must be at least 0 s, got {overlap}")
+
+
 def chunk_plan(length: int, sr: int, chunk: float, overlap: float) -> tuple[int, int, list[int]]:
     """Split `length` samples at `sr` into chunks of `chunk` seconds overlapping by `overlap`
     seconds (at most half a chunk); returns (chunk samples, overlap samples, chunk starts).
-    A signal that fits in one chunk is one chunk of its own length."""
-    if chunk <= 0 or overlap < 0:
-        raise ValueError(f"need chunk > 0 and overlap >= 0, got chunk={chunk}, overlap={overlap}")
+    A signal that fits in one chunk is one chunk of its own length. See `check_chunking`."""
+    check_chunking(chunk, overlap)
     size = max(1, round(chunk * sr))
     if length <= size:
         return length, 0, [0]
@@ -269,16 +286,32 @@ def read_lowres(
     return lr, sr, frames, above / (total or 1.0)
 
 
-def output_format(suffix: str, subtype: str | None) -> tuple[str, str]:
-    """(soundfile format, subtype) for an output suffix such as ".wav"; `subtype` None = the
-    format's default. Raises ValueError for a combination soundfile cannot write."""
+def output_format(suffix: str, subtype: str | None, like: str | None = None) -> tuple[str, str]:
+    """(soundfile format, subtype) for an output suffix such as ".wav". `subtype` None = `like`
+    (the input's subtype) where the format can hold it, so a 24-bit or float input keeps its
+    resolution and range, else the format's default. OptionError for a combination soundfile
+    cannot write."""
     fmt = suffix.lstrip(".").upper()
     if fmt not in sf.available_formats():
-        raise ValueError(f"format={fmt.lower()}: not one of {', '.join(sf.available_formats())}")
-    subtype = subtype or sf.default_subtype(fmt)
+        raise OptionError(f"format={fmt.lower()}: not one of {', '.join(sf.available_formats())}")
+    if subtype is None:
+        subtype = like if like and sf.check_format(fmt, like) else sf.default_subtype(fmt)
     if not sf.check_format(fmt, subtype):
-        raise ValueError(f"subtype={subtype} cannot be written as {fmt}")
+        raise OptionError(f"subtype={subtype} cannot be written as {fmt}")
     return fmt, subtype
+
+
+def warn_clipped(target: Path, peak: float, clipped: int, subtype: str) -> None:
+    """One warning line for an output whose samples beyond ±1 were clipped."""
+    log.warning(
+        "%s: peak %.2f (%+.1f dBFS) clipped to full scale in %s (%d samples); subtype=FLOAT "
+        "keeps it",
+        target,
+        peak,
+        20 * math.log10(peak),
+        subtype,
+        clipped,
+    )
 
 
 def predict_file(
@@ -292,12 +325,13 @@ def predict_file(
     subtype: str | None = None,
     amp: str = "none",
 ) -> float:
-    """Upsample one file to `target` (its suffix picks the format), written block by block to
-    a temporary name then renamed; returns the seconds of audio written."""
-    fmt, subtype = output_format(target.suffix, subtype)
+    """Upsample one file to `target` (its suffix picks the format; `subtype` None keeps the
+    input's where it can, see `output_format`), written block by block to a temporary name
+    then renamed; returns the seconds of audio written."""
     if target.resolve() == source.resolve():
         raise AudioError(f"{source}: the output would overwrite the input")
     lr, sr, frames, high = read_lowres(source, model.lr_sr)
+    fmt, subtype = output_format(target.suffix, subtype, like=sf.info(str(source)).subtype)
     warn_discarded(source, high, model.lr_sr)
     expected = round(frames * model.hr_sr / sr)
     try:
@@ -307,7 +341,7 @@ def predict_file(
     chunks = len(chunk_plan(lr.shape[-1], model.lr_sr, chunk, overlap)[2])
     blocks = iter_enhance(model, lr, chunk, overlap, batch_size, keep_lowband, amp)
     clip = subtype not in ("FLOAT", "DOUBLE")  # integer and lossy formats cannot exceed ±1
-    written = 0
+    written, peak, clipped = 0, 0.0, 0
     with (
         atomic_path(target) as tmp,
         torch.inference_mode(),
@@ -318,9 +352,15 @@ def predict_file(
         )
         for block in progress:
             block = block[:, : expected - written].numpy()
+            if clip:
+                magnitude = np.abs(block)
+                peak = max(peak, float(magnitude.max(initial=0.0)))
+                clipped += int((magnitude > 1).sum())
             out.write(np.clip(block.T, -1, 1) if clip else block.T)
             written += block.shape[1]
         out.write(np.zeros((expected - written, lr.shape[0]), np.float32))  # resampler rounding
+    if clipped:
+        warn_clipped(target, peak, clipped, subtype)
     return expected / model.hr_sr
 
 
@@ -381,11 +421,16 @@ def predict_files(
 ) -> Summary:
     """Upsample a file or every file under a folder into `output` (same relative layout;
     keyword `options` of `predict_file`). Failures are collected and the other files go on.
-    Raises ValueError for an output format soundfile cannot write, or an `amp` that is unknown
-    or that the model's device cannot compute natively (see `check_amp`)."""
+    Raises OptionError, before any file, for an output format soundfile cannot write, chunks
+    out of range (`check_chunking`), or an `amp` that is unknown or that the model's device
+    cannot compute natively (`check_amp`). Stale temporaries of killed runs under `output`
+    are removed (`aeromamba.files`)."""
     output_format(suffix, options.get("subtype"))
-    check_amp(options.get("amp", "none"), model_device(model))  # before any file
+    check_chunking(options.get("chunk", MIN_CHUNK), options.get("overlap", 0.0))  # absent: fine
+    check_amp(options.get("amp", "none"), model_device(model))
     input_root, output = Path(input), Path(output)
+    if output.is_dir():
+        remove_stale_temporaries(output, "**/.*.tmp")
     summary = Summary()
     start = time.time()
     if not input_root.exists():

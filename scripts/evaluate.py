@@ -5,8 +5,9 @@
 
 Writes OUT/summary.json (system → metric → mean, ci95, n, failed), OUT/per_item.csv,
 OUT/summary.md and, with --report, OUT/report.html. `--lowres` adds the baseline row: the
-low-resolution files upsampled to 44.1 kHz with soxr (VHQ). Exits with status 1 when any
-item or metric failed (the failures are listed in summary.md and printed).
+low-resolution files upsampled to 44.1 kHz with soxr (VHQ). Every system needs its own name.
+A bad option or folder ends with one line `error: ...` (status 2) before anything is scored;
+status 1 when any item or metric failed (the failures are listed in summary.md and printed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from aeromamba.evaluation import METRICS, evaluate_folders
+from aeromamba.cli import entry_point, metrics_option
+from aeromamba.errors import UsageError
+from aeromamba.evaluation import LOWRES, METRICS, evaluate_folders
 
 
 def parse_estimate(text: str) -> tuple[str, str]:
@@ -24,6 +27,26 @@ def parse_estimate(text: str) -> tuple[str, str]:
     return (name, folder) if sep else (Path(text).name, text)
 
 
+def systems_option(estimates: list[str], lowres: str | None) -> dict[str, str]:
+    """name → folder of every system (the baseline under `LOWRES`); UsageError for a name
+    given twice or a folder that is not there."""
+    named = [("--lowres", LOWRES, lowres)] if lowres else []
+    named += [("--estimate", *parse_estimate(text)) for text in estimates]
+    systems: dict[str, str] = {}
+    for flag, name, folder in named:
+        if name in systems:
+            taken = " (the --lowres row's name)" if name == LOWRES else ""
+            raise UsageError(
+                f"--estimate: the name {name!r}{taken} is given twice ({systems[name]} and "
+                f"{folder}); give each system its own: --estimate NAME=DIR"
+            )
+        if not Path(folder).is_dir():
+            raise UsageError(f"{flag} {folder}: no such folder")
+        systems[name] = folder
+    return systems
+
+
+@entry_point
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", required=True, help="folder of 44.1 kHz references")
@@ -34,15 +57,21 @@ def main() -> int:
     parser.add_argument("--report", action="store_true", help="also write report.html")
     parser.add_argument("--report-items", type=int, default=20)
     args = parser.parse_args()
-    estimates = dict(parse_estimate(e) for e in args.estimate)
-    if not estimates and not args.lowres:
+    if not args.estimate and not args.lowres:
         parser.error("give at least one --estimate or --lowres")
+    metrics = metrics_option(args.metrics)
+    systems = systems_option(args.estimate, args.lowres)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: not a folder")
+    if not Path(args.reference).exists():
+        raise UsageError(f"--reference {args.reference}: no such file or folder")
+    lowres = systems.pop(LOWRES, None)
     evaluation = evaluate_folders(
         args.reference,
-        estimates,
+        systems,
         args.out,
-        lowres=args.lowres,
-        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+        lowres=lowres,
+        metrics=metrics,
         report=args.report,
         report_items=args.report_items,
     )
@@ -54,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

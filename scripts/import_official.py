@@ -1,27 +1,27 @@
 """Convert an authors' release checkpoint (checkpoint.th or *_best.th) into the project's safe
-format: `python scripts/import_official.py IN.th OUT.pt`.
+format: `python scripts/import_official.py IN.th OUT.pt [--overwrite]`.
 
-The release file is read with an allow-list unpickler; nothing in it is executed.
+The release file is read with an allow-list unpickler; nothing in it is executed. It is never
+overwritten, nor is an existing OUT.pt without --overwrite. A bad file ends with one line
+`error: ...` (status 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from aeromamba.checkpoint import CheckpointError, import_official
+from aeromamba.checkpoint import import_official
+from aeromamba.cli import entry_point
 
 
+@entry_point
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="release checkpoint (.th)")
     parser.add_argument("dest", help="output checkpoint in the project's format (.pt)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dest")
     args = parser.parse_args()
-    try:
-        package = import_official(args.source, args.dest)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    package = import_official(args.source, args.dest, overwrite=args.overwrite)
     kwargs = package["generator"]["kwargs"]
     parts = ["generator"] + (["discriminator"] if "discriminator" in package else [])
     mamba = "none" if kwargs["dconv_mamba"] >= len(kwargs["strides"]) else "constructed, not run"
@@ -30,4 +30,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

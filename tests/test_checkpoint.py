@@ -157,3 +157,73 @@ def test_missing_and_foreign_files(tmp_path):
     torch.save({"format": "aeromamba"}, buffer)
     with pytest.raises(CheckpointError, match="not a release checkpoint"):
         import_official(other, tmp_path / "x.pt")
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        load_checkpoint(tmp_path)
+
+
+def test_truncated_release_file_is_reported_as_truncated(release, tmp_path):
+    cut = tmp_path / "cut.th"
+    data = (release / "generator_best.th").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    for load in (load_checkpoint, lambda path: import_official(path, tmp_path / "out.pt")):
+        with pytest.raises(CheckpointError, match="cut.th: truncated or corrupt"):
+            load(cut)
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_import_never_overwrites_its_source(release, tmp_path):
+    source = tmp_path / "generator_best.th"
+    source.write_bytes((release / "generator_best.th").read_bytes())
+    before = source.read_bytes()
+    (tmp_path / "sub").mkdir()
+    for dest in (source, tmp_path / "sub" / ".." / source.name):
+        with pytest.raises(CheckpointError, match="would overwrite the release file"):
+            import_official(source, dest)
+    assert source.read_bytes() == before
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "import_official.py"), str(source), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {source}: the output would overwrite the release file"
+    with pytest.raises(CheckpointError, match="would overwrite the release file"):
+        import_official(source, source, overwrite=True)
+    assert source.read_bytes() == before
+
+
+def test_import_keeps_an_existing_destination_unless_told(release, tmp_path):
+    dest = tmp_path / "converted.pt"
+    dest.write_bytes(b"precious")
+    with pytest.raises(CheckpointError, match="exists"):
+        import_official(release / "generator_best.th", dest)
+    assert dest.read_bytes() == b"precious"
+    script = [sys.executable, str(ROOT / "scripts" / "import_official.py")]
+    args = [str(release / "generator_best.th"), str(dest)]
+    kept = subprocess.run([*script, *args], capture_output=True, text=True, check=False)
+    assert kept.returncode == 2 and "--overwrite" in kept.stderr
+    assert dest.read_bytes() == b"precious"
+    replaced = subprocess.run(
+        [*script, *args, "--overwrite"], capture_output=True, text=True, check=False
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    assert load_checkpoint(dest)["format"] == "aeromamba"
+
+
+def test_import_into_a_folder_or_under_a_file_is_one_line(release, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    script = [sys.executable, str(ROOT / "scripts" / "import_official.py")]
+    for dest, reason in [(tmp_path, "is a folder"), (blocker / "out.pt", "Not a directory")]:
+        result = subprocess.run(
+            [*script, str(release / "generator_best.th"), str(dest)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and reason in result.stderr

@@ -342,3 +342,82 @@ def test_try_compile_falls_back_to_eager(monkeypatch):
     monkeypatch.setattr(torch, "compile", broken)
     model = Repeat()
     assert inference.try_compile(model, 0.1) is model
+
+
+@pytest.mark.parametrize("chunk,overlap", [(0.001, 0.0), (0.49, 0.0), (1.0, -0.1)])
+def test_chunking_below_its_bounds_is_refused_before_any_file(tmp_path, chunk, overlap):
+    with pytest.raises(ValueError, match=r"at least"):
+        chunk_plan(22050, 11025, chunk, overlap)
+    src = tmp_path / "clip.wav"
+    write_audio(src, music_clip(2.0, 11025, seed=3)[None], 11025)
+    with pytest.raises(ValueError, match=r"(chunk|overlap) must be at least"):
+        predict_files(Repeat(), src, tmp_path / "out", chunk=chunk, overlap=overlap)
+    assert not (tmp_path / "out").exists()
+
+
+def loud_float_file(path: Path) -> float:
+    """A float WAV peaking at 1.7 (above full scale); returns the peak."""
+    clip = music_clip(1.0, 11025, seed=11)
+    audio = 1.7 * clip / np.abs(clip).max()
+    sf.write(path, audio, 11025, subtype="FLOAT")
+    return float(np.abs(audio).max())
+
+
+def test_float_input_above_full_scale_keeps_its_peak(tmp_path, caplog):
+    src = tmp_path / "loud.wav"
+    peak = loud_float_file(src)
+    with caplog.at_level("WARNING", logger="aeromamba.inference"):
+        summary = predict_files(Repeat(), src, tmp_path / "out")
+    assert summary.done and not caplog.records
+    out, sr = sf.read(tmp_path / "out" / "loud.wav", dtype="float32")
+    assert sf.info(tmp_path / "out" / "loud.wav").subtype == "FLOAT"
+    assert np.abs(out).max() == pytest.approx(peak, rel=1e-3)
+
+
+def test_output_that_clips_says_so_once(tmp_path, caplog):
+    src = tmp_path / "loud.wav"
+    loud_float_file(src)
+    with caplog.at_level("WARNING", logger="aeromamba.inference"):
+        summary = predict_files(Repeat(), src, tmp_path / "out", subtype="PCM_16")
+    assert summary.done
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "loud.wav" in message and "peak 1.70" in message and "subtype=FLOAT" in message
+    assert "\n" not in message
+
+
+def test_integer_input_keeps_its_sample_format(tmp_path):
+    src = tmp_path / "clip.wav"
+    sf.write(src, music_clip(0.5, 11025, seed=12), 11025, subtype="PCM_24")
+    predict_files(Repeat(), src, tmp_path / "out")
+    predict_files(Repeat(), src, tmp_path / "out", suffix=".ogg")
+    assert sf.info(tmp_path / "out" / "clip.wav").subtype == "PCM_24"
+    assert sf.info(tmp_path / "out" / "clip.ogg").subtype == "VORBIS"  # the format's default
+
+
+def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
+    from aeromamba.files import HOST
+
+    src = tmp_path / "in"
+    write_audio(src / "a.wav", music_clip(0.5, 11025, seed=13)[None], 11025)
+    write_audio(src / "b.wav", music_clip(0.5, 11025, seed=14)[None], 11025)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    out = tmp_path / "out"
+    (out / "old").mkdir(parents=True)
+    stale = [
+        out / f".a.wav.{HOST}.{gone.pid}.x1y2.tmp",
+        out / "old" / f".c.flac.{HOST}.{gone.pid}.q.tmp",
+    ]
+    kept = [
+        out / f".a.wav.{HOST}.{os.getpid()}.live.tmp",  # a running process's
+        out / f".a.wav.otherhost.{gone.pid}.z.tmp",  # another machine's
+        out / ".notes.tmp",  # not ours
+    ]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    write_audio(out / "b.wav", np.zeros((1, 100), np.float32), 44100)  # skipped: exists
+    summary = predict_files(Repeat(), src, out)
+    assert summary.done == [src / "a.wav"] and summary.skipped == [src / "b.wav"]
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
