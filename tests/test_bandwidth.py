@@ -47,6 +47,22 @@ def test_cut_without_any_noise_floor():
     assert measure_bandwidth(audio, SR) == pytest.approx(16000.0, abs=TOLERANCE_HZ)
 
 
+def test_dark_mix_with_loud_bass_is_not_cut_at_the_bass():
+    """Bass 40 dB above the rest falls steeply at 150 Hz, but music continues above it,
+    fading (20 dB per octave above 1 kHz) into a flat floor: no cut, and content goes on to
+    where it sinks 90 dB under the peak (near 4 kHz here), far above the bass."""
+    rng = np.random.default_rng(6)
+    n = SR * 8
+    bass = brick_wall(rng.standard_normal(n), SR, 150.0)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    spectrum *= np.minimum(1.0, (1000.0 / np.maximum(freqs, 1.0)) ** (20 / 6.02))
+    rest = np.fft.irfft(spectrum, n)
+    floor = 1e-7 * rng.standard_normal(n)
+    audio = bass / np.std(bass) + 0.01 * rest / np.std(rest) + floor
+    assert 3000.0 <= measure_bandwidth(audio, SR) <= 8000.0
+
+
 def test_quiet_material_resampled_from_22050():
     """-40 dBFS music-like noise upsampled from 22.05 kHz: its dither floor is not content."""
     low = 0.01 * pink_noise(8.0, 22050)

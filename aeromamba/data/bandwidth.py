@@ -11,15 +11,20 @@ average):
 
 1. Content is whatever lies within ``RANGE_DB`` (90 dB) of the loudest band; below that are
    leakage, rounding noise and decoder residue, not music.
-2. A cut is a frequency f of content whose level exceeds everything from f + ``DROP_SPAN_HZ``
-   (500 Hz) up to Nyquist by at least ``DROP_DB`` (30 dB). The bandwidth is the highest such f.
-   30 dB within 500 Hz is far steeper than any natural roll-off of music (a few dB per
-   octave to ~10 dB per 500 Hz at the very top) yet well within what encoders (brick walls) and
-   resamplers (> 90 dB stop bands) do; measuring the drop against what lies above f, not
-   against the peak, keeps quiet recordings whose 16-bit noise floor is only ~60 dB below the
-   music from being read as full band.
-3. With no cut, the spectrum fades out gradually or reaches Nyquist: the bandwidth is the
-   highest frequency of content (often Nyquist itself).
+2. The region above f, from f + ``DROP_SPAN_HZ`` (500 Hz) to Nyquist, is a floor when it is
+   flat (its 10th and 90th level percentiles within ``FLAT_DB``, 15 dB) and low (90th
+   percentile at least ``FLOOR_DB``, 60 dB, under the peak): the white noise of 16-bit
+   rounding, a codec's residue or digital silence. Music above f is neither: it keeps falling
+   with frequency (a dark mix whose bass stands 40 dB above the rest has no "cut" at 150 Hz).
+3. A cut is a frequency f of content with a floor above it and a level at least ``DROP_DB``
+   (30 dB) over that floor's 90th percentile. The bandwidth is the highest cut. 30 dB within
+   500 Hz is far steeper than music's own roll-off yet well within what encoders (brick
+   walls) and resamplers (> 90 dB stop bands) do; measuring the drop against the floor, not
+   the peak, keeps quiet recordings whose 16-bit floor lies only 60-80 dB under the peak from
+   being read as full band. Percentiles, not extremes, so that the few bins of a transition
+   band or of window leakage just above a cut do not hide it.
+4. With no cut, the spectrum fades out into its floor or reaches Nyquist: the bandwidth is
+   the highest frequency of content (often Nyquist itself).
 
 Silence (all samples zero) and empty input have no content: the bandwidth is 0.0. The window's
 main lobe and the smoothing spread a cut upwards, so a brick wall reads ~100 Hz above its
@@ -34,9 +39,12 @@ from scipy.fft import rfft
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import get_window
 
+RULE = 2  # bump when the rule changes: stored measurements are then redone
 RANGE_DB = 90.0
 DROP_DB = 30.0
 DROP_SPAN_HZ = 500.0
+FLAT_DB = 15.0
+FLOOR_DB = 60.0
 SMOOTH_HZ = 120.0
 BIN_HZ = 20.0
 MAX_CHANNELS = 16
@@ -96,9 +104,8 @@ def measure_bandwidth(audio: np.ndarray, sr: int) -> float:
     level = 10.0 * np.log10(np.maximum(power / peak, 1e-30))  # dB re the loudest band
     content = level >= -RANGE_DB
     span = int(np.ceil(DROP_SPAN_HZ / (freqs[1] - freqs[0])))
-    if len(level) > span:
-        above = np.maximum.accumulate(level[::-1])[::-1]  # above[i] = max(level[i:])
-        cut = content[:-span] & (level[:-span] >= above[span:] + DROP_DB)
-        if cut.any():
-            return float(freqs[np.flatnonzero(cut)[-1]])
+    for i in np.flatnonzero(content[: max(len(level) - span, 0)])[::-1]:
+        low, high = np.percentile(level[i + span :], [10, 90])
+        if high - low <= FLAT_DB and high <= -FLOOR_DB and level[i] >= high + DROP_DB:
+            return float(freqs[i])
     return float(freqs[np.flatnonzero(content)[-1]])
