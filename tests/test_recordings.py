@@ -188,6 +188,11 @@ def test_rerun_reuses_outputs_and_follows_catalogue_changes(tmp_path, monkeypatc
         "song.ogg",
         "zipped.flac",
     }
+    # Measurements of an older bandwidth rule are redone; WAVs in place are kept.
+    monkeypatch.setattr(recordings, "RULE", recordings.RULE + 1)
+    decoded.clear()
+    build_corpus(out, cache, moved, log=print)
+    assert len(decoded) == 4 and song.stat().st_mtime_ns == stamp
 
 
 def test_unreadable_audio_is_reported_and_skipped(tmp_path):

@@ -42,7 +42,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from aeromamba.data.bandwidth import measure_bandwidth
+from aeromamba.data.bandwidth import RULE, measure_bandwidth
 from aeromamba.files import atomic_path
 
 SPLITS = ("train", "valid", "test")
@@ -323,6 +323,7 @@ class Record:
     channels: int | None = None
     subtype: str | None = None
     bandwidth_hz: float | None = None
+    bandwidth_rule: int | None = None  # aeromamba.data.bandwidth.RULE that measured it
     output: str | None = None
 
 
@@ -354,7 +355,7 @@ def _wav_subtype(audio: np.ndarray) -> str:
     return "PCM_16" if float(np.abs(audio).max(initial=0.0)) <= 1.0 else "FLOAT"
 
 
-MEASURED = ("sample_rate", "channels", "subtype", "duration_s", "bandwidth_hz")
+MEASURED = ("sample_rate", "channels", "subtype", "duration_s", "bandwidth_hz", "bandwidth_rule")
 
 
 def process_member(
@@ -367,18 +368,15 @@ def process_member(
 ) -> Record:
     """Fill `record` for one member: classify, decode, measure, write its WAV.
 
-    Measurements of `previous` (the last run's record of the same file and package version)
-    are reused, and so is its WAV when it exists where this run would write it.
+    `previous` is the last run's record of the same file: its measurements are reused when
+    they are of this package version and bandwidth rule, its WAV when it is where this run
+    would write it.
     """
     if not is_music:
         record.reason = "not in the package's music folders (sound effect, speech or UI)"
         return record
     audio = None
-    if (
-        previous
-        and previous.get("version") == record.version
-        and previous.get("bandwidth_hz") is not None
-    ):
+    if _reusable(previous, record.version):
         for key in MEASURED:
             setattr(record, key, previous[key])
     else:
@@ -394,16 +392,37 @@ def process_member(
         record.duration_s = round(audio.shape[1] / sr, 3)
         if record.duration_s >= catalogue.min_seconds:
             record.bandwidth_hz = round(measure_bandwidth(audio, sr))
+            record.bandwidth_rule = RULE
     record.reason = _rejection(record, catalogue)
     if record.reason:
         return record
     output = Path(record.split) / KIND / output_name(record.package, record.path)
-    if audio is not None or not (out / output).is_file():
+    if not _wav_in_place(out, output, previous, record.version):
         audio, sr, _ = member.read() if audio is None else (audio, record.sample_rate, "")
         with atomic_path(out / output) as tmp:
             sf.write(str(tmp), audio.T, sr, subtype=_wav_subtype(audio), format="WAV")
     record.status, record.output = "used", str(output)
     return record
+
+
+def _reusable(previous: dict[str, Any] | None, version: str) -> bool:
+    """Whether the last run measured this file, of this package version, with today's rule."""
+    return bool(
+        previous
+        and previous.get("version") == version
+        and previous.get("bandwidth_hz") is not None
+        and previous.get("bandwidth_rule") == RULE
+    )
+
+
+def _wav_in_place(out: Path, output: Path, previous: dict[str, Any] | None, version: str) -> bool:
+    """Whether OUT/output exists and the last run wrote it there from this package version."""
+    return bool(
+        (out / output).is_file()
+        and previous
+        and previous.get("version") == version
+        and previous.get("output") == str(output)
+    )
 
 
 def _rejection(record: Record, catalogue: Catalogue) -> str:
