@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
+import signal
 from pathlib import Path
 
 import hydra
@@ -20,17 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset, Subset
 
 from aeromamba.allocator import keep_freed_memory
-from aeromamba.audio import AudioError
-from aeromamba.checkpoint import CheckpointError
+from aeromamba.cli import Terminated, entry_point, fail
 from aeromamba.data import PairedSegments, ensure_prepared
 from aeromamba.devices import select_device
 from aeromamba.errors import UsageError
 from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.summary import count_parameters, structure_summary
-from aeromamba.training.config import ConfigError, check_config, train_config
+from aeromamba.training.config import check_config, train_config
 from aeromamba.training.distributed import close_world, init_world, local_device
 from aeromamba.training.logging import RunLogger
-from aeromamba.training.solver import NonFiniteLossError, Solver
+from aeromamba.training.solver import Solver
 
 log = logging.getLogger("aeromamba.train")
 
@@ -128,29 +127,24 @@ def run(cfg: DictConfig, run_dir: Path) -> None:
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
+@entry_point
 def main(cfg: DictConfig) -> None:
     if cfg.show:
         show(cfg)
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_config(cfg, run_dir)
     try:
-        check_config(cfg, run_dir)
         run(cfg, run_dir)
-    except CheckpointError as err:
-        log.error("%s\nFix or remove the file, or pass restart=true to start again.", err)
-        sys.exit(2)
-    except (UsageError, ConfigError, AudioError, FileNotFoundError, NonFiniteLossError) as err:
-        log.error("%s", err)
-        sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
         checkpoint = run_dir / "checkpoint.pt"
         where = (
             f"the same command resumes from {checkpoint}"
             if checkpoint.is_file()
             else "no checkpoint was written yet"
         )
-        log.error("interrupted; %s", where)
-        sys.exit(130)
+        signum = signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM
+        fail(f"{'interrupted' if signum == signal.SIGINT else 'terminated'}; {where}", 128 + signum)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,13 @@ of range, an unavailable device, a run directory that cannot be written) into on
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
+from aeromamba.cli import device_option
 from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 
@@ -95,25 +94,6 @@ def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or rule(v)
 
 
-def _device_problem(name: str) -> str | None:
-    if name == "auto":
-        return None
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        return f"device={name}: not a device (auto, cpu, cuda, cuda:N, mps)"
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return f"device={name}: CUDA is not available on this machine (use device=cpu)"
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            return f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        return f"device={name}: MPS is not available on this machine"
-    elif device.type not in ("cpu", "cuda", "mps"):
-        return f"device={name}: unsupported device type '{device.type}'"
-    return None
-
-
 def _writable_problem(run_dir: Path) -> str | None:
     try:
         with atomic_path(run_dir / ".write_check") as probe:
@@ -163,15 +143,12 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
             )
     if cfg.continue_from and not Path(cfg.continue_from).is_file():
         problems.append(f"continue_from={cfg.continue_from}: no such file")
-    if (device := _device_problem(str(cfg.device))) is not None:
-        problems.append(device)
+    try:
+        device_option(str(cfg.device))
+    except UsageError as err:
+        problems.append(str(err))
     if not problems and run_dir is not None:
         if (writable := _writable_problem(Path(run_dir))) is not None:
             problems.append(writable)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-
-
-def stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
-    """Hidden temporary files an interrupted save left in `run_dir` (`.NAME.*.tmp`)."""
-    return sorted(p for p in Path(run_dir).glob(".*.tmp") if p.is_file())

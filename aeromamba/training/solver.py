@@ -28,7 +28,8 @@ from aeromamba.checkpoint import (
     model_package,
     save_checkpoint,
 )
-from aeromamba.files import atomic_path
+from aeromamba.errors import UsageError
+from aeromamba.files import atomic_path, remove_stale_temporaries
 from aeromamba.losses import (
     MultiResolutionSTFTLoss,
     discriminator_loss,
@@ -36,14 +37,14 @@ from aeromamba.losses import (
     generator_adversarial_loss,
 )
 from aeromamba.models import Aero, MultiScaleDiscriminator
-from aeromamba.training.config import TrainConfig, stale_temporaries
+from aeromamba.training.config import TrainConfig
 from aeromamba.training.distributed import World, mean_across
 from aeromamba.training.logging import RunLogger
 
 log = logging.getLogger("aeromamba.train")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UsageError, FloatingPointError):
     """A loss became NaN/Inf; training stops before any checkpoint is written."""
 
 
@@ -96,10 +97,14 @@ class Solver:
     def _resume(self) -> None:
         """Continue this run's checkpoint, or start from `continue_from`, or from scratch."""
         if self.world.is_main:
-            for stale in stale_temporaries(self.run_dir):  # left by a save that was killed
-                stale.unlink()
+            remove_stale_temporaries(self.run_dir)  # left by a save that was killed
         if self.checkpoint_path.exists() and not self.cfg.restart:
-            package = load_checkpoint(self.checkpoint_path)  # CheckpointError if truncated
+            try:
+                package = load_checkpoint(self.checkpoint_path)
+            except CheckpointError as err:
+                raise CheckpointError(
+                    f"{err}; fix or remove it, or pass restart=true to start again"
+                ) from err
             self._check_models(package, self.checkpoint_path, "restart=true, or another run dir")
             self._load(package, full=True)
             log.info(
