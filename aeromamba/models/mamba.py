@@ -3,8 +3,9 @@
 One module, two executions of the same mathematics:
 - on CUDA, when `mamba_ssm` and `causal_conv1d` are installed, their fused kernels;
 - everywhere else `selective_scan`, computed in float32: on a GPU with Triton, Triton
-  kernels for inference and training (`triton_scan`); on the CPU for inference a small C
-  kernel compiled on first use (`native_scan`); else a portable PyTorch scan.
+  kernels for inference and training (`triton_scan`); on the CPU a small C kernel compiled
+  on first use, with its backward pass for training (`native_scan`); else a portable PyTorch
+  scan.
 A state dict saved from either path loads on the other: the parameters are the same.
 """
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aeromamba.models.native_scan import native_scan
+from aeromamba.models.native_scan import native_scan, native_scan_with_grad
 from aeromamba.models.pointwise import pointwise
 from aeromamba.models.triton_scan import triton_scan
 
@@ -51,9 +52,9 @@ def selective_scan(
         h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t,   y_t = <C_t, h_t> + D u_t,
     and the result is y ⊙ SiLU(z), returned in u's dtype, shape (batch, d_inner, L).
 
-    On a GPU with Triton, the kernels of `triton_scan` run it, forward and backward. Without a
-    gradient to compute, the compiled scan of `native_scan` runs on the CPU when it could be
-    built. Otherwise the recurrence runs over time in blocks of `block` steps (see
+    On a GPU with Triton, the kernels of `triton_scan` run it, forward and backward. On the
+    CPU, the compiled scan of `native_scan` runs it when it could be built, forward and
+    backward. Otherwise the recurrence runs over time in blocks of `block` steps (see
     `_BlockScan`): memory does not grow with L beyond the inputs and outputs, and gradients
     recompute the states.
     """
@@ -67,10 +68,10 @@ def selective_scan(
     A, B, C = A.float(), B.float(), C.float()
     D = D.float()
     with torch.autocast(u.device.type, enabled=False):  # the scan stays float32 under AMP
-        if u.device.type == "cpu" and not (
-            torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
-        ):  # inference: one compiled kernel; None where it could not be built
-            gated = native_scan(u, delta, A, B, C, D, z)  # with D u and the gate
+        if u.device.type == "cpu":  # one compiled kernel; None where it could not be built
+            inputs = (u, delta, A, B, C, D, z)
+            training = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+            gated = (native_scan_with_grad if training else native_scan)(*inputs)  # D u, gate
             if gated is not None:
                 return gated.to(dtype)
         y = block_scan(u, delta, A, B, C, block)
