@@ -1,9 +1,12 @@
 """Evaluate checkpoints on a dataset's test excerpts (10 s every 40 s, as the paper):
 `python test.py dset=<name> [checkpoint=PATH] [+systems.NAME=PATH] [report=true]`.
 
-Rows: the low-resolution baseline (soxr upsampling of the input) and each checkpoint; columns
-LSD, LSD-HF, LSD-LF, ViSQOL, PAQM with 95% confidence intervals and Mann–Whitney U p-values.
-Writes summary.json, per_item.csv, summary.md (and report.html) into the run directory.
+Rows: the low-resolution baseline (soxr upsampling of the input) and, for each checkpoint, the
+network's whole band and what predict.py writes by default (`outputs=`); columns LSD, LSD-HF,
+LSD-LF, ViSQOL, PAQM with 95% confidence intervals and Mann–Whitney U p-values, over all
+excerpts and, when the test split has groups (kinds of music), for each group. Writes
+summary.json, summary_by_group.json, per_item.csv, summary.md (and report.html) into the run
+directory. The sample rates are the models'; the prepared corpus must match them.
 Options and checkpoints are checked before the data is read or prepared: a bad one ends with
 one line `error: ...` (status 2); status 1 when some items or metrics failed.
 """
@@ -15,12 +18,19 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from aeromamba.cli import device_option, entry_point, metrics_option
 from aeromamba.errors import UsageError
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "aeromamba.pt"
+# what each `outputs` entry runs: the network's whole band (the paper's protocol), and what
+# predict.py writes with its defaults (read from its config, so the two cannot drift apart)
+_PREDICT = OmegaConf.load(Path(__file__).resolve().parent / "conf" / "predict.yaml")
+OUTPUTS = {
+    "network": {"keep_lowband": False},
+    "predict": {"keep_lowband": bool(_PREDICT.keep_lowband)},
+}
 
 
 @hydra.main(config_path="conf", config_name="test", version_base="1.3")
@@ -39,37 +49,43 @@ def main(cfg: DictConfig) -> int:
     device = device_option(cfg.device)
     check_chunking(cfg.chunk, cfg.overlap)
     metrics = metrics_option(cfg.metrics)
+    unknown = sorted(set(cfg.outputs) - set(OUTPUTS))
+    if unknown or not cfg.outputs:
+        raise UsageError(f"outputs={list(cfg.outputs)}: choose one or more of {', '.join(OUTPUTS)}")
     paths = {"model": cfg.checkpoint or DEFAULT_CHECKPOINT, **cfg.systems}
     models = {name: load_generator(path, device) for name, path in paths.items()}
+    rates = {(model.lr_sr, model.hr_sr) for model in models.values()}
+    if len(rates) > 1:
+        raise UsageError(f"the systems work at different sample rates {sorted(rates)}")
+    lr_sr, hr_sr = rates.pop()
     dset = cfg.dset
     ensure_prepared(
         dset.source, dset.root, synthetic_minutes=dset.synthetic_minutes, seed=dset.seed
     )
     data = PairedSegments(
-        dset.root,
-        dset.test,
-        dset.test_segment,
-        dset.test_stride,
-        lr_sr=dset.lr_sr,
-        hr_sr=dset.hr_sr,
-        pad=True,
+        dset.root, dset.test, dset.test_segment, dset.test_stride, lr_sr, hr_sr, pad=True
     )
     count = len(data) if cfg.max_items is None else min(cfg.max_items, len(data))
-    excerpts = []
+    excerpts, groups = [], {}
     for index in range(count):
         name, start = data.describe(index)
         lr, hr = data[index]
-        excerpts.append((f"{name}@{start:g}s", lr[0].numpy(), hr[0].numpy()))
+        label = f"{name}@{start:g}s"
+        excerpts.append((label, lr[0].numpy(), hr[0].numpy()))
+        groups[label] = data.group(index)
     systems = {}
     for name, model in models.items():
+        for output in cfg.outputs:
+            options = OUTPUTS[output]
 
-        def run(lr, model=model):  # noqa: ANN001, ANN202
-            tensor = torch.from_numpy(lr)[None].to(device)
-            return enhance(
-                model, tensor, chunk=cfg.chunk, overlap=cfg.overlap, keep_lowband=cfg.keep_lowband
-            )[0].numpy()
+            def run(lr, model=model, options=options):  # noqa: ANN001, ANN202
+                tensor = torch.from_numpy(lr)[None].to(device)
+                return enhance(model, tensor, chunk=cfg.chunk, overlap=cfg.overlap, **options)[
+                    0
+                ].numpy()
 
-        systems[name] = run
+            label = name if len(cfg.outputs) == 1 else f"{name}, {output}"
+            systems[label] = run
     out = Path(HydraConfig.get().runtime.output_dir)
     evaluation = evaluate_excerpts(
         excerpts,
@@ -78,8 +94,9 @@ def main(cfg: DictConfig) -> int:
         metrics,
         cfg.report,
         cfg.report_items,
-        dset.lr_sr,
-        dset.hr_sr,
+        lr_sr,
+        hr_sr,
+        groups=groups,
     )
     print((out / "summary.md").read_text())
     print(f"results in {out}")

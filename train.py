@@ -49,7 +49,7 @@ def show(cfg: DictConfig) -> None:
 def _datasets(cfg: DictConfig, batch_size: int) -> tuple[PairedSegments, Dataset | None]:
     """The training segments and the validation items, checked to be usable."""
     dset, exp = cfg.dset, cfg.experiment
-    rates = dict(lr_sr=dset.lr_sr, hr_sr=dset.hr_sr, min_dbfs=dset.min_dbfs, pad=True)
+    rates = dict(lr_sr=exp.aero.lr_sr, hr_sr=exp.aero.hr_sr, min_dbfs=dset.min_dbfs, pad=True)
     train_set = PairedSegments(dset.root, dset.train, exp.segment, exp.stride, **rates)
     valid_set = PairedSegments(dset.root, dset.valid, cfg.valid_segment, **rates)
     if len(train_set) < batch_size:

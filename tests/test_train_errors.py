@@ -46,7 +46,6 @@ def _config(*overrides: str):
         ("experiment.segment=0", "experiment.segment=0"),
         ("experiment.batch_size=0", "experiment.batch_size=0"),
         ("device=nonsense", "device=nonsense: not a device"),
-        ("dset.lr_sr=16000", "same rates"),
         ("continue_from=/no/such.pt", "continue_from=/no/such.pt: no such file"),
     ],
 )

@@ -135,12 +135,6 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
     problems += [
         f"{key}={value}: must be {what}" for key, value, ok, what in rules if not ok(value)
     ]
-    for key in ("lr_sr", "hr_sr"):
-        if dset[key] != exp.aero[key]:
-            problems.append(
-                f"dset.{key}={dset[key]} but experiment.aero.{key}={exp.aero[key]}: "
-                f"the corpus and the model must use the same rates"
-            )
     if cfg.continue_from and not Path(cfg.continue_from).is_file():
         problems.append(f"continue_from={cfg.continue_from}: no such file")
     try:
