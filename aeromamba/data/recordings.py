@@ -581,20 +581,22 @@ def sources_markdown(packages: list[Package], catalogue: Catalogue) -> str:
         "# Produced recordings: sources",
         "",
         "Decoded from Debian packages (fetched with `apt-get download`, extracted with",
-        "`dpkg-deb -x`). Each file's licence, copyright file and measured bandwidth are in",
-        "recordings.json. Kept: files under each package's music folders, at least",
+        "`dpkg-deb -x`). Each file's licence (the DEP-5 stanza of its package's copyright file",
+        "that names it), copyright file and measured bandwidth are in recordings.json, with",
+        "every licence a package's copyright file names. Kept: files under each package's",
+        "music folders, at least",
         f"{catalogue.min_seconds:g} s long, with a measured bandwidth of at least "
         + ", ".join(f"{catalogue.min_bandwidth_hz[s]:g} Hz ({s})" for s in SPLITS)
         + ".",
         "",
-        "| package | version | licences (DEP-5 License fields) | used files | minutes | split |",
+        "| package | version | licences of the used files | used files | minutes | split |",
         "|---|---|---|---|---|---|",
     ]
     for p in packages:
         used = [r for r in p.records if r.status == "used"]
         minutes = sum(r.duration_s or 0.0 for r in used) / 60
         splits = ", ".join(sorted({r.split for r in used})) or "-"
-        licences = ", ".join(p.licences) if p.dep5 else "not machine-readable: see " + p.copyright
+        licences = ", ".join(sorted({r.licence or "not machine-readable" for r in used})) or "-"
         if p.error:
             licences = f"not fetched: {p.error}"
         lines.append(
