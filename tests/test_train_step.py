@@ -1,5 +1,5 @@
-"""Solver.train_step shares one discriminator pass between its generator and discriminator
-steps; the weights it leaves are those of the plain recipe: a generator step (its loss
+"""Solver.train_step shares its discriminator passes between its generator and discriminator
+steps; the gradients it steps with are those of the plain recipe: a generator step (its loss
 through the discriminator), then a discriminator step on the detached generated clips."""
 
 from __future__ import annotations
@@ -67,21 +67,26 @@ def plain_step(solver: Solver, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, 
 
 
 @pytest.mark.parametrize("adversarial", [True, False])
-def test_train_step_leaves_the_weights_of_the_plain_recipe(adversarial):
+def test_train_step_computes_the_gradients_of_the_plain_recipe(adversarial):
     ours, plain = small_solver(adversarial), small_solver(adversarial)
     start = {n: [w.detach().clone() for w in getattr(ours, n).parameters()] for n in NETWORKS}
     g = torch.Generator().manual_seed(1)
-    for _ in range(2):  # the second step starts from Adam moments of the first
-        lr = torch.randn(2, 1, 2048, generator=g) * 0.1
-        hr = torch.randn(2, 1, 8192, generator=g) * 0.1
-        stats = ours.train_step(lr, hr)
-        expected = plain_step(plain, lr, hr)
-        for key, value in expected.items():
-            assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    lr = torch.randn(2, 1, 2048, generator=g) * 0.1
+    hr = torch.randn(2, 1, 8192, generator=g) * 0.1
+    stats = ours.train_step(lr, hr)
+    expected = plain_step(plain, lr, hr)
+    for key, value in expected.items():
+        assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
     assert stats["grad_norm_g"] > 0 and (not adversarial or stats["grad_norm_d"] > 0)
+    # gradients, not weights, compared: Adam's first step is lr·sign(g), which turns the
+    # rounding of a gradient near 0 (convolutions over 2 clips, not 4) into a full step
     for name in NETWORKS:
         weights = list(getattr(ours, name).named_parameters())
         for (key, value), other in zip(weights, getattr(plain, name).parameters(), strict=True):
-            assert torch.allclose(value, other, rtol=1e-5, atol=1e-6), f"{name}.{key}"
+            if value.grad is None or other.grad is None:
+                assert value.grad is other.grad is None, f"{name}.{key}"
+                continue
+            scale = other.grad.abs().max().item()
+            assert torch.allclose(value.grad, other.grad, rtol=1e-4, atol=1e-5 * scale), key
         moved = [not torch.equal(w, s) for (_, w), s in zip(weights, start[name], strict=True)]
         assert any(moved) == (name == "generator" or adversarial), name

@@ -294,10 +294,12 @@ class Solver:
 
         The discriminator's parameters do not change during the generator step, and its
         step sees the same real and generated clips, so one discriminator forward pass over
-        cat([real, fake]) serves both steps: its hinge loss is the D step's loss exactly.
-        Each backward pass reaches only its own network's parameters (`inputs=`): the
-        discriminator's weight gradients are not computed for the generator's loss, nor the
-        generator's for the discriminator's loss, which therefore sees `fake` as detached.
+        the real and one over the generated clips serve both steps: their hinge loss is the
+        D step's loss exactly. Each backward pass reaches only its own network's parameters
+        (`inputs=`): the discriminator's weight gradients are not computed for the
+        generator's loss, nor the generator's for the discriminator's loss, which therefore
+        sees `fake` as detached; and the generator's pass goes back through D(fake) alone
+        (the real features enter its loss detached).
         """
         stats: dict[str, float] = {}
         with self._autocast():
@@ -305,8 +307,7 @@ class Solver:
             loss = self.stft_loss(fake, hr)
             stats["mrstft"] = loss.item()
             if self.cfg.adversarial:
-                # one discriminator pass over real and fake together (one DDP forward)
-                real_feats, fake_feats = _split(self.d_model(torch.cat([hr, fake])))
+                real_feats, fake_feats = self.d_model(hr), self.d_model(fake)
                 adv = generator_adversarial_loss(fake_feats)
                 feat = feature_matching_loss(real_feats, fake_feats, self.cfg.lambda_features)
                 loss = loss + adv + feat
@@ -391,13 +392,6 @@ def _with_defaults(model: torch.nn.Module, kwargs: dict[str, Any]) -> dict[str, 
     defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
     merged = defaults | dict(kwargs)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
-
-
-def _split(features: list[list[torch.Tensor]]) -> tuple[list[list[torch.Tensor]], ...]:
-    """Discriminator outputs of cat([real, fake]) → (real features, fake features)."""
-    real = [[f.chunk(2)[0] for f in scale] for scale in features]
-    fake = [[f.chunk(2)[1] for f in scale] for scale in features]
-    return real, fake
 
 
 def _grad_norm(model: torch.nn.Module) -> float:
