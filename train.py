@@ -50,7 +50,9 @@ def _datasets(cfg: DictConfig, batch_size: int) -> tuple[PairedSegments, Dataset
     """The training segments and the validation items, checked to be usable."""
     dset, exp = cfg.dset, cfg.experiment
     rates = dict(lr_sr=exp.aero.lr_sr, hr_sr=exp.aero.hr_sr, min_dbfs=dset.min_dbfs, pad=True)
-    train_set = PairedSegments(dset.root, dset.train, exp.segment, exp.stride, **rates)
+    train_set = PairedSegments(
+        dset.root, dset.train, exp.segment, exp.stride, repeat=dset.repeat, **rates
+    )
     valid_set = PairedSegments(dset.root, dset.valid, cfg.valid_segment, **rates)
     if len(train_set) < batch_size:
         raise UsageError(

@@ -154,3 +154,13 @@ def test_dataset_stride_defaults_to_the_segment(tmp_path: Path):
     _prepare(tmp_path / "raw", tmp_path / "prepared")
     data = PairedSegments(tmp_path / "prepared", "train", segment=1.0, stride=None, pad=False)
     assert data.stride == data.segment and len(data) == 6
+
+
+def test_a_kind_can_be_oversampled(tmp_path: Path):
+    _write(tmp_path / "raw" / "train" / "piano" / "p.wav", seconds=3.0)
+    _write(tmp_path / "raw" / "train" / "produced" / "q.wav", seconds=3.0, seed=1)
+    _prepare(tmp_path / "raw", tmp_path / "prepared")
+    plain = PairedSegments(tmp_path / "prepared", "train", segment=1.0, pad=False)
+    more = PairedSegments(tmp_path / "prepared", "train", 1.0, pad=False, repeat={"piano": 3})
+    groups = [more.group(i) for i in range(len(more))]
+    assert len(plain) == 6 and groups.count("piano") == 9 and groups.count("produced") == 3

@@ -47,6 +47,7 @@ def _config(*overrides: str):
         ("experiment.batch_size=0", "experiment.batch_size=0"),
         ("device=nonsense", "device=nonsense: not a device"),
         ("continue_from=/no/such.pt", "continue_from=/no/such.pt: no such file"),
+        ("+dset.repeat.piano=0", "dset.repeat.piano=0: must be a whole number >= 1"),
     ],
 )
 def test_bad_settings_are_named(override: str, says: str):

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class PairedSegments(Dataset):
     10·log10(mean(x²)) is below it, in dB relative to full scale; zero padding counts as
     silence. Being a mean, it does not depend on the segment length: the paper's rule
     sum(x²)/hr_sr >= 1e-3 on 4 s segments is mean(x²) >= 2.5e-4, i.e. -36 dBFS.
+    `repeat` maps a group (kind of music, see `aeromamba.data.prepare`) to how many times each
+    of its segments is listed: oversampling of a kind the corpus holds little of.
     Files are taken in sorted name order.
     """
 
@@ -76,6 +79,7 @@ class PairedSegments(Dataset):
         hr_sr: int = 44100,
         pad: bool = True,
         min_dbfs: float | None = None,
+        repeat: Mapping[str, int] | None = None,
     ) -> None:
         self.root = Path(root)
         path = manifest_path(self.root, split)
@@ -111,6 +115,9 @@ class PairedSegments(Dataset):
         if min_dbfs is not None:
             settings = {"segment": self.segment, "stride": self.stride, "pad": pad}
             self.index = self._filtered(path, raw, settings | {"min_dbfs": min_dbfs})
+        if repeat:
+            times = [int(repeat.get(item.get("group", ""), 1)) for item in self.files]
+            self.index = [entry for entry in self.index for _ in range(times[entry[0]])]
 
     def __len__(self) -> int:
         return len(self.index)

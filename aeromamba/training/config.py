@@ -132,6 +132,10 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
         ("experiment.stride", exp.stride, _optional(_positive), "null (the segment) or > 0 s"),
         ("dset.min_dbfs", dset.min_dbfs, _optional(_not_positive), "null or a level <= 0 dBFS"),
     ]
+    rules += [
+        (f"dset.repeat.{group}", times, _int_from(1), "a whole number >= 1")
+        for group, times in dset.repeat.items()
+    ]
     problems += [
         f"{key}={value}: must be {what}" for key, value, ok, what in rules if not ok(value)
     ]
