@@ -194,12 +194,15 @@ def main() -> None:
         return
     for result in results:
         setting = ",".join(f"{k}={v}" for k, v in result["discriminator"].items()) or "paper"
+        which = (
+            f"discriminator {setting} ({result['discriminator_parameters']:,} parameters)"
+            if args.adversarial
+            else "no discriminator"
+        )
         print(
             f"{args.variant} (channels {args.channels}), batch {args.batch} x {args.segment:g} s, "
             f"{args.device}, amp {args.amp}, {torch.get_num_threads()} threads"
-            f"{', default malloc' if args.system_malloc else ''}"
-            f"{'' if args.adversarial else ', no discriminator'}, "
-            f"discriminator {setting} ({result['discriminator_parameters']:,} parameters): "
+            f"{', default malloc' if args.system_malloc else ''}, {which}: "
             f"median {result['wall_s']:.3f} s per step ({result['cpu_s']:.3f} CPU s) over "
             f"{args.steps} steps, {result['relative']:.2f}x the first's time"
         )
