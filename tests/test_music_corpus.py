@@ -1,11 +1,13 @@
-"""Tests of scripts/build_music_corpus.py: its pure helpers always, a tiny real build when
-fluidsynth, a General MIDI SoundFont and music21 are installed."""
+"""Tests of the rendered corpus (aeromamba.data.rendered, scripts/build_music_corpus.py): the
+catalogue and the pure helpers always, MIDI through music21 when installed, a tiny real build
+when fluidsynth, a General MIDI SoundFont and music21 are installed."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -14,103 +16,246 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
+
+from aeromamba.data.rendered import arrange, catalogue, render, score
+from aeromamba.data.rendered.arrange import STRING_PROGRAMS, DrumStyle
+from aeromamba.data.rendered.build import (
+    EXAMPLE_BASS,
+    EXAMPLE_OTHER,
+    EXAMPLE_PROGRAMS,
+    example_piece,
+)
+from aeromamba.data.rendered.catalogue import CatalogueError, Piece, load_catalogue
+from aeromamba.data.rendered.score import TPQ, Bar, Music, Note, Track
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_music_corpus.py"
+CAT = load_catalogue()
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("build_music_corpus", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+# --- catalogue ------------------------------------------------------------------------------
 
 
-bmc = _load()
+def test_shipped_catalogue_is_consistent():
+    """What the loader cannot check: the programs the code fixes have names, every category
+    has music, the documented held-out choices hold."""
+    sounds = CAT.sounds
+    fixed = {*STRING_PROGRAMS, *EXAMPLE_PROGRAMS.values(), EXAMPLE_BASS, EXAMPLE_OTHER}
+    assert fixed <= set(sounds.programs), "a program the code uses has no name"
+    assert {c.category for c in CAT.collections.values()} == set(CAT.categories)
+    held = CAT.heldout_collections()
+    assert held["haydn"] == "test" and held["beethoven/opus74"] == "valid"
+    assert example_piece(CAT).split == "test", "the example clip must be held out"
+
+
+def test_catalogue_covers_every_music21_collection():
+    """Every folder of the installed music21 corpus is used or excluded with a reason, and
+    every split gets pieces; training gets every category."""
+    pytest.importorskip("music21")
+    root = catalogue.corpus_root()
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    assert folders == set(CAT.collections) | set(CAT.excluded)
+    pieces = catalogue.list_pieces(CAT, root)
+    assert {p.split for p in pieces} == {"train", "valid", "test"}
+    assert {p.category for p in pieces if p.split == "train"} == set(CAT.categories)
+
+
+def test_arrangement_chances_compare_as_written():
+    chorale = CAT.categories["chorale"]  # piano 0.25, organ 0.08, strings 0.10, ensemble 0.57
+    kinds = [chorale.arrangement(r) for r in (0.0, 0.2499, 0.25, 0.3299, 0.33, 0.4299)]
+    assert kinds == ["piano", "piano", "organ", "organ", "strings", "strings"]
+    assert chorale.arrangement(0.43) == "ensemble"  # 0.33 + 0.10 is the bound 0.43 exactly
+    assert chorale.arrangement(0.9999) == "ensemble"
+
+
+def _fake_corpus(root: Path) -> None:
+    for rel in (
+        "bach/bwv1.6.mxl",
+        "bach/notes.mxl",  # not a bwv score: left out
+        "haydn/opus1/no1.mxl",
+        "beethoven/opus18no1.xml",
+        "beethoven/opus18no1.krn",  # the same movement again: MusicXML is kept
+        "beethoven/opus74.mxl",
+        "mozart/k545/movement1.mxl",
+        "essenFolksong/x.abc",  # excluded collection
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+    (root / "oneills1850").mkdir()
+    (root / "oneills1850" / "book.abc").write_text("X: 1\nT: a\nK: G\nX: 2\nT: b\nK: D\n")
+
+
+def test_pieces_get_the_catalogues_categories_and_splits(tmp_path):
+    _fake_corpus(tmp_path)
+    pieces = {p.id: p for p in catalogue.list_pieces(CAT, tmp_path)}
+    assert set(pieces) == {
+        "bach/bwv1.6.mxl",
+        "haydn/opus1/no1.mxl",
+        "beethoven/opus18no1.xml",
+        "beethoven/opus74.mxl",
+        "mozart/k545/movement1.mxl",
+        "oneills1850/book.abc#1",
+        "oneills1850/book.abc#2",
+    }
+    assert pieces["haydn/opus1/no1.mxl"].split == "test"
+    assert pieces["beethoven/opus74.mxl"].split == "valid"  # a path rule
+    assert pieces["beethoven/opus18no1.xml"].split == "train"
+    assert pieces["mozart/k545/movement1.mxl"].category == "keyboard"  # a path rule
+    assert pieces["oneills1850/book.abc#2"].category == "folk"
+    # Hash splits do not depend on the seed: the same piece, the same split, every time.
+    for piece_id in ("bach/bwv1.6.mxl", "oneills1850/book.abc#1"):
+        u = catalogue.stable_int("split", piece_id) / 2**64
+        expected = "train" if u < 0.8 else "valid" if u < 0.9 else "test"
+        assert pieces[piece_id].split == expected
+
+
+def test_split_order_follows_category_weights():
+    pieces = [
+        Piece(f"c/{i}", None, "c", cat, "train") for cat in ("chorale", "song") for i in range(40)
+    ]
+    order = catalogue.ordered_for_split(CAT, pieces, "train", seed=1)
+    assert sorted(p.id for p in order) == sorted(p.id for p in pieces)
+    first = [p.category for p in order[:18]]  # chorale weighs 0.28, song 0.08: 3.5 to 1
+    assert 12 <= first.count("chorale") <= 15
+    assert order == catalogue.ordered_for_split(CAT, pieces, "train", seed=1)
+    assert order != catalogue.ordered_for_split(CAT, pieces, "train", seed=2)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["collections"]["bach"].update(category="motet"), "bach: unknown category"),
+        (lambda d: d["paths"][0].update(split="dev"), "mozart/k545: unknown split"),
+        (lambda d: d["categories"]["song"].update(arrangements={"ensemble": 0.9}), "sum to 0.9"),
+        (lambda d: d["drum_chance"].pop("band"), "chorale: no drum chance for ['band']"),
+        (lambda d: d["pools"]["lead"].append(255), "programs without a name: [255]"),
+        (lambda d: d.pop("pools"), "not a usable catalogue"),
+    ],
+)
+def test_bad_catalogue_names_the_file_and_the_problem(tmp_path, change, message):
+    data = yaml.safe_load(catalogue.CATALOGUE.read_text())
+    change(data)
+    path = tmp_path / "cat.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(CatalogueError, match=r"cat\.yaml: .*" + re.escape(message)):
+        load_catalogue(path)
+
+
+# --- arrangement ----------------------------------------------------------------------------
 
 
 def test_drums_follow_the_metre():
-    tpq = bmc.TPQ
-    bars = [bmc.Bar(i * 3 * tpq, 3 * tpq, 0, 3, 4) for i in range(4)]  # four bars of 3/4
-    bars += [bmc.Bar(12 * tpq + i * 3 * tpq, 3 * tpq, 0, 6, 8) for i in range(4)]  # 6/8
-    style = bmc.DrumStyle(0, False, False, 0.8, 4, 4, False, False)
-    notes = bmc.drum_notes(bars, style, bmc.rng_for("test"))
-    kicks = {n.start for n in notes if n.pitch == bmc.KICK}
-    hats = [n for n in notes if n.pitch in (bmc.CLOSED_HAT, bmc.OPEN_HAT)]
+    bars = [Bar(i * 3 * TPQ, 3 * TPQ, 0, 3, 4) for i in range(4)]  # four bars of 3/4
+    bars += [Bar(12 * TPQ + i * 3 * TPQ, 3 * TPQ, 0, 6, 8) for i in range(4)]  # 6/8
+    style = DrumStyle(0, False, False, 0.8, 4, 4, False, False)
+    notes = arrange.drum_notes(bars, style, catalogue.rng_for("test"))
+    kicks = {n.start for n in notes if n.pitch == arrange.KICK}
+    hats = [n for n in notes if n.pitch in (arrange.CLOSED_HAT, arrange.OPEN_HAT)]
     assert all(b.start in kicks for b in bars), "a kick on every downbeat"
-    assert any(n.pitch in (bmc.CRASH, bmc.CRASH2, bmc.SPLASH) for n in notes)
+    assert any(n.pitch in (arrange.CRASH, arrange.CRASH2, arrange.SPLASH) for n in notes)
     # eighth-note hats: 6 per 3/4 bar and 6 per 6/8 bar, fewer only in fill beats
     assert 30 <= len(hats) <= 48
     assert all(1 <= n.velocity <= 127 for n in notes)
-    assert all(n.start < 24 * tpq for n in notes)
+    assert all(n.start < 24 * TPQ for n in notes)
+
+
+def _quartet() -> Music:
+    """Four parts of eight quarter notes each, in 4/4."""
+    tracks = [
+        Track(name, [Note(i * TPQ, (i + 1) * TPQ, pitch + i % 3, 80) for i in range(8)])
+        for name, pitch in (("Soprano", 72), ("Alto", 65), ("Tenor", 57), ("Bass", 45))
+    ]
+    bars = [Bar(0, 4 * TPQ, 0, 4, 4), Bar(4 * TPQ, 4 * TPQ, 0, 4, 4)]
+    return Music(tracks, [(0, 500_000)], bars, True, 0, False, "", "", "")
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_heldout_sounds_only_outside_training(split):
+    sounds, heldout = CAT.sounds, split != "train"
+    with_heldout = 0
+    for seed in range(60):
+        rng = random.Random(seed)
+        category = CAT.categories[("chorale", "quartet", "song")[seed % 3]]
+        arr = arrange.choose_arrangement(category, sounds, rng, heldout)
+        music = _quartet()
+        arrange.apply_arrangement(music, arr, sounds, rng, heldout)
+        used = [sounds.is_heldout(t.program, t.drum) for t in music.tracks]
+        if not heldout:
+            assert not any(used), f"seed {seed}: a held-out sound in training"
+        elif arr.kind == "ensemble":
+            assert any(used), f"seed {seed}: a held-out ensemble without a held-out sound"
+        with_heldout += any(used)
+    assert heldout == (with_heldout > 0)
 
 
 def test_tempo_map_round_trip():
-    tempos = [(0, 500_000), (4 * bmc.TPQ, 1_000_000)]  # 120 qpm, then 60 qpm
-    assert bmc.tick_to_seconds(4 * bmc.TPQ, tempos) == pytest.approx(2.0)
-    assert bmc.tick_to_seconds(6 * bmc.TPQ, tempos) == pytest.approx(4.0)
+    tempos = [(0, 500_000), (4 * TPQ, 1_000_000)]  # 120 qpm, then 60 qpm
+    assert score.tick_to_seconds(4 * TPQ, tempos) == pytest.approx(2.0)
+    assert score.tick_to_seconds(6 * TPQ, tempos) == pytest.approx(4.0)
     for seconds in (0.5, 2.0, 3.7):
-        tick = bmc.seconds_to_tick(seconds, tempos)
-        assert bmc.tick_to_seconds(tick, tempos) == pytest.approx(seconds, abs=1e-4)
+        tick = score.seconds_to_tick(seconds, tempos)
+        assert score.tick_to_seconds(tick, tempos) == pytest.approx(seconds, abs=1e-4)
 
 
-def test_midi_file_is_well_formed(tmp_path):
-    music = bmc.Music(
-        tracks=[
-            bmc.Track(
-                "melody", [bmc.Note(0, bmc.TPQ, 60, 90), bmc.Note(bmc.TPQ, 2 * bmc.TPQ, 62, 80)]
-            ),
-            bmc.Track("drums", [bmc.Note(0, bmc.TPQ // 8, bmc.KICK, 100)], drum=True),
-        ],
-        tempos=[(0, 500_000)],
-        bars=[],
-        tempo_marked=True,
-        key_tonic=0,
-        key_minor=False,
-        title="",
-        composer="",
-        rights="",
-    )
+# --- MIDI and audio -------------------------------------------------------------------------
+
+
+def test_midi_file_holds_the_music(tmp_path):
+    midi = pytest.importorskip("music21.midi", reason="music21 not installed")
+    melody = Track("melody", [Note(0, TPQ, 60, 90), Note(TPQ, 2 * TPQ, 62, 80)], program=73)
+    melody.pan, melody.reverb = 20, 70
+    drums = Track("drums", [Note(0, TPQ // 8, arrange.KICK, 100)], program=25, drum=True)
+    music = Music([melody, drums], [(0, 500_000), (TPQ, 400_000)], [], True, 0, False, "", "", "")
     path = tmp_path / "t.mid"
-    bmc.write_midi(path, music)
-    data = path.read_bytes()
-    assert data[:4] == b"MThd" and data.count(b"MTrk") == 3
-    assert int.from_bytes(data[12:14], "big") == bmc.TPQ
-    assert bytes([0x99, bmc.KICK, 100]) in data, "drums on channel 10"
-    assert bytes([0x90, 60, 90]) in data
+    score.write_midi(path, music)
+    mf = midi.MidiFile()
+    mf.readstr(path.read_bytes())
+    assert mf.format == 1 and mf.ticksPerQuarterNote == TPQ and len(mf.tracks) == 3
+    tracks, tempos = score._read_tracks(mf)
+    assert tempos == music.tempos
+    assert [t.notes for t in tracks] == [melody.notes, drums.notes]
+    events = [e for e in mf.tracks[2].events if not isinstance(e, midi.DeltaTime)]
+    assert {e.channel for e in events if e.isNoteOn()} == {10}, "drums on channel 10"
+    first = [e for e in mf.tracks[1].events if not isinstance(e, midi.DeltaTime)]
+    assert first[0].type == midi.ChannelVoiceMessages.PROGRAM_CHANGE and first[0].data == 73
+    controls = {e.parameter1: e.parameter2 for e in first[1:5]}
+    assert controls == {7: 100, 10: 20, 91: 70, 93: 0}
 
 
 def test_finish_audio_trims_cuts_and_normalises():
-    sr = bmc.SR
+    sr = render.SR
     tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(20 * sr) / sr)
     audio = np.concatenate([np.zeros(sr), tone, np.zeros(2 * sr)])[None, :].repeat(2, axis=0)
-    out = bmc.finish_audio(audio.astype(np.float32), max_seconds=10.0, peak_db=-6.0)
+    out = render.finish_audio(audio.astype(np.float32), max_seconds=10.0, peak_db=-6.0)
     assert out.shape == (2, 10 * sr)
     assert 20 * np.log10(np.abs(out).max()) == pytest.approx(-6.0, abs=0.01)
     assert np.abs(out[:, : sr // 10]).max() > 0.1, "leading silence trimmed"
     assert np.abs(out[:, -10:]).max() < 0.01, "faded out at the cut"
-    with pytest.raises(bmc.PieceError):
-        bmc.finish_audio(np.zeros((2, sr), np.float32), 10.0, -6.0)
+    with pytest.raises(score.PieceError):
+        render.finish_audio(np.zeros((2, sr), np.float32), 10.0, -6.0)
 
 
 def test_missing_tools_name_the_install_commands(monkeypatch):
-    monkeypatch.setattr(bmc.shutil, "which", lambda name: None)
-    with pytest.raises(bmc.SetupError, match="apt-get install .*fluidsynth fluid-soundfont-gm"):
-        bmc.check_requirements()
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    with pytest.raises(render.SetupError, match="apt-get install .*fluidsynth fluid-soundfont-gm"):
+        render.check_requirements(CAT.soundfonts)
+
+
+# --- a real build ---------------------------------------------------------------------------
 
 
 def _needs_renderer():
     pytest.importorskip("music21", reason="music21 not installed (pip install -e '.[corpus]')")
     if shutil.which("fluidsynth") is None:
         pytest.skip("fluidsynth not installed (apt-get install -y fluidsynth)")
-    if bmc.find_soundfont() is None:
+    if render.find_soundfont(CAT.soundfonts) is None:
         pytest.skip("no GM SoundFont (apt-get install -y fluid-soundfont-gm)")
 
 
 def _build(out: Path) -> None:
     options = "--minutes 0.3 --workers 1 --max-seconds-per-piece 8 --synthetic-minutes 0 --seed 3"
     command = [sys.executable, str(SCRIPT), str(out), *options.split()]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -149,3 +294,15 @@ def test_tiny_build_is_complete_and_reproducible(tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/*.wav")}
     _build(out)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*.wav")} == mtimes
+
+
+@pytest.mark.slow
+def test_example_clip_is_the_shipped_one(tmp_path):
+    """--example-only renders examples/ again, sample for sample."""
+    _needs_renderer()
+    shipped = SCRIPT.parents[1] / "examples"
+    command = [sys.executable, str(SCRIPT), str(tmp_path), "--example", str(tmp_path / "ex")]
+    result = subprocess.run([*command, "--example-only"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("example_44k.wav", "example_11k.wav", "README.md"):
+        assert (tmp_path / "ex" / name).read_bytes() == (shipped / name).read_bytes(), name
