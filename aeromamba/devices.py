@@ -10,6 +10,7 @@ import torch
 
 from aeromamba.allocator import keep_freed_memory
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # the `amp=` options but none
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2 CPU quota: "QUOTA PERIOD" or "max ..."
 
 

@@ -210,6 +210,14 @@ def failures(results: Sequence[ItemResult]) -> list[str]:
     ]
 
 
+def group_summaries(results: Sequence[ItemResult], metrics: Sequence[str]) -> dict[str, Any]:
+    """group -> `summarize` of its items, when the items come from several groups; else {}."""
+    groups = sorted({r.group for r in results})
+    if len(groups) < 2:
+        return {}
+    return {g: summarize([r for r in results if r.group == g], metrics) for g in groups}
+
+
 def write_results(
     out: str | os.PathLike, results: Sequence[ItemResult], metrics: Sequence[str]
 ) -> dict[str, Any]:
@@ -236,15 +244,13 @@ def write_results(
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     markdown = markdown_summary(summary, tests, metrics)
-    groups = sorted({r.group for r in results})
-    if len(groups) > 1:
-        by_group = {}
-        for group in groups:
-            subset = [r for r in results if r.group == group]
-            by_group[group] = summarize(subset, metrics)
-            markdown += f"\n### {group or '(no group)'}\n\n" + markdown_summary(
-                by_group[group], pairwise_tests(subset, metrics), metrics
-            )
+    by_group = group_summaries(results, metrics)
+    for group, group_summary in by_group.items():
+        subset = [r for r in results if r.group == group]
+        markdown += f"\n### {group or '(no group)'}\n\n" + markdown_summary(
+            group_summary, pairwise_tests(subset, metrics), metrics
+        )
+    if by_group:
         with atomic_path(out / "summary_by_group.json") as tmp:
             tmp.write_text(json.dumps(by_group, indent=2))
     problems = failures(results)
@@ -255,15 +261,33 @@ def write_results(
     return summary
 
 
+def html_table(summary: dict[str, Any], metrics: Sequence[str]) -> str:
+    """A summary (system -> metric -> entry) as an HTML table: mean ± 95% CI, n, failures."""
+    arrows = {m: "↓" if LOWER_IS_BETTER[m] else "↑" for m in metrics}
+    head = "".join(f"<th>{m.upper().replace('_', '-')} {arrows[m]}</th>" for m in metrics)
+    rows = []
+    for system, row in summary.items():
+        cells = "".join(f"<td>{html.escape(_fmt(row[m]))}</td>" for m in metrics)
+        n = max(row[m]["n"] for m in metrics)
+        failed = sum(row[m]["failed"] for m in metrics)
+        rows.append(f"<tr><td>{html.escape(system)}</td>{cells}<td>{n}</td><td>{failed}</td></tr>")
+    return f"<table><tr><th>system</th>{head}<th>n</th><th>failed</th></tr>{''.join(rows)}</table>"
+
+
 def write_html_report(
     out: str | os.PathLike,
-    summary_markdown: str,
+    tables: dict[str, dict[str, Any]],
+    metrics: Sequence[str],
     items: Sequence[dict[str, Any]],
 ) -> Path:
-    """One static page: the summary table, then per item an audio player and a spectrogram
-    for each signal. `items`: [{"name", "audio": {label: relpath}, "spectrogram": relpath}]
-    with paths relative to `out`."""
+    """One static page: the summary tables (title -> summary), then per item an audio player
+    and a spectrogram for each signal. `items`: [{"name", "audio": {label: relpath},
+    "spectrogram": relpath}] with paths relative to `out`."""
     out = Path(out)
+    summaries = "".join(
+        f"<h2>{html.escape(title)}</h2>{html_table(summary, metrics)}"
+        for title, summary in tables.items()
+    )
     rows = []
     for item in items:
         players = "".join(
@@ -289,7 +313,9 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 img {{ max-width: 100%; }} section {{ border-top: 1px solid #ddd; margin-top: 1.5em; }}
 </style></head><body>
 <h1>AEROMamba evaluation</h1>
-{_markdown_table_to_html(summary_markdown)}
+{summaries}
+<p>Mean ± 95% confidence interval (Student t). PAQM is the raw P (lower is better); ViSQOL is
+MOS-LQO in audio mode at 48 kHz. Pairwise tests: summary.md.</p>
 {"".join(rows)}
 </body></html>
 """
@@ -297,33 +323,6 @@ img {{ max-width: 100%; }} section {{ border-top: 1px solid #ddd; margin-top: 1.
     with atomic_path(path) as tmp:
         tmp.write_text(page)
     return path
-
-
-def _markdown_table_to_html(markdown: str) -> str:
-    """The Markdown of `markdown_summary` as HTML: tables as tables, other lines as text."""
-    blocks, table = [], []
-    for line in markdown.splitlines() + [""]:
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if not all(set(c) <= {"-", " "} for c in cells):
-                table.append(cells)
-            continue
-        if table:
-            head, *body = table
-            blocks.append(
-                "<table><tr>"
-                + "".join(f"<th>{html.escape(c)}</th>" for c in head)
-                + "</tr>"
-                + "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                    for row in body
-                )
-                + "</table>"
-            )
-            table = []
-        if line.strip():
-            blocks.append(f"<p>{html.escape(line.lstrip('- '))}</p>")
-    return "\n".join(blocks)
 
 
 def _find_pair(folder: Path, relative: Path) -> Path | None:
@@ -421,7 +420,8 @@ def _finish(
     """Write the result files (and the HTML report when entries are given)."""
     summary = write_results(out, results, metrics)
     if report_entries is not None:
-        write_html_report(out, (Path(out) / "summary.md").read_text(), report_entries)
+        tables = {"all items": summary, **group_summaries(results, metrics)}
+        write_html_report(out, tables, metrics, report_entries)
     return Evaluation(results, summary, Path(out))
 
 

@@ -33,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from aeromamba.audio import AUDIO_EXTENSIONS, AudioError, check_audio, resample
+from aeromamba.devices import AMP_DTYPES
 from aeromamba.devices import select_device as select_device  # part of this module's API
 from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path, remove_stale_temporaries
@@ -61,9 +62,6 @@ def crossover(
     low = torch.sin(0.5 * math.pi * position) ** 2
     mixed = low * torch.fft.rfft(lowband) + (1 - low) * torch.fft.rfft(estimate)
     return torch.fft.irfft(mixed, n=estimate.shape[-1])
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class OptionError(UsageError, ValueError):

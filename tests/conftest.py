@@ -45,3 +45,14 @@ def golden_input() -> torch.Tensor:
         + 0.1 * np.sin(2 * np.pi * 3100 * n / 11025)
     )
     return torch.from_numpy(x).view(1, 1, -1)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """One minute of synthetic music, prepared (train/valid/test): the tiny runs' corpus."""
+    from aeromamba.data import prepare_corpus, write_synthetic_corpus
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    write_synthetic_corpus(root / "raw", 1.0, seed=1, workers=1, progress=False)
+    prepare_corpus(root / "raw", root / "prepared", workers=1, progress=False)
+    return root / "prepared"

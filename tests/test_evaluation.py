@@ -18,7 +18,6 @@ from aeromamba.data.synthetic import music_clip
 from aeromamba.evaluation import (
     ItemResult,
     failed_item,
-    markdown_summary,
     pairwise_tests,
     summarize,
 )
@@ -43,8 +42,6 @@ def test_pairwise_mann_whitney():
     tests = pairwise_tests(results, ["lsd"])
     expected = stats.mannwhitneyu(range(8), [i + 10 for i in range(8)]).pvalue
     assert tests["lsd"]["a vs b"] == pytest.approx(expected)
-    table = markdown_summary(summarize(results, ["lsd"]), tests, ["lsd"])
-    assert "| a |" in table and "a vs b" in table
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +109,7 @@ def test_evaluate_script_end_to_end(folders, tmp_path):
     assert "missing in" in markdown and "22050 Hz" in markdown
     page = (out / "report.html").read_text()
     assert page.count("<audio") == 3 * 3 - 2  # reference + low + est where present
-    assert "<table>" in page
+    assert f"<td>{summary['half']['lsd']['mean']:.3f}" in page, "the page shows the summary"
     assert (out / "spectrograms" / "songs" / "s0.png").stat().st_size > 1000
 
 

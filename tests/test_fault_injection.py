@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 from aeromamba.checkpoint import load_checkpoint
-from aeromamba.data import prepare_corpus, write_synthetic_corpus
+from runs import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,33 +51,15 @@ SLOW_SAVE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    write_synthetic_corpus(root / "raw", 0.5, seed=3, workers=1, progress=False)
-    prepare_corpus(root / "raw", root / "prepared", workers=1, progress=False)
-    return root / "prepared"
-
-
 def _argv(wrapper: Path, marker: Path, corpus: Path, run: Path) -> list[str]:
-    return [
-        sys.executable,
-        str(wrapper),
-        str(marker),
-        str(ROOT / "train.py"),
-        "dset=folder",
-        f"dset.root={corpus}",
-        "experiment.aero.channels=8",
-        "experiment.segment=1",
-        "experiment.batch_size=2",
-        "device=cpu",
-        "wandb.mode=disabled",
-        "num_workers=0",
+    return train_argv(
+        corpus,
+        run,
         "max_valid_items=2",
         "epochs=4",
         "max_steps_per_epoch=3",
-        f"hydra.run.dir={run}",
-    ]
+        prefix=(str(wrapper), str(marker)),
+    )
 
 
 def _assert_nothing_truncated(run: Path) -> None:
@@ -117,7 +98,8 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_killed_three_times_ends_like_an_uninterrupted_run(corpus: Path, tmp_path: Path):
+def test_killed_three_times_ends_like_an_uninterrupted_run(tiny_corpus: Path, tmp_path: Path):
+    corpus = tiny_corpus
     wrapper = tmp_path / "slow_save.py"
     wrapper.write_text(SLOW_SAVE)
     marker = tmp_path / "saving"

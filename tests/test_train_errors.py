@@ -18,12 +18,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from aeromamba.checkpoint import CheckpointError, model_package, save_checkpoint
-from aeromamba.data import prepare_corpus, write_synthetic_corpus
 from aeromamba.files import HOST
 from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.training.config import ConfigError, check_config
 from aeromamba.training.distributed import World
 from aeromamba.training.solver import Solver, TrainConfig
+from runs import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"channels": 8}
@@ -135,33 +135,14 @@ def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path: Path):
 # --- the command line -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    write_synthetic_corpus(root / "raw", 0.5, seed=1, workers=1, progress=False)
-    prepare_corpus(root / "raw", root / "prepared", workers=1, progress=False)
-    return root / "prepared"
+@pytest.fixture
+def corpus(tiny_corpus: Path) -> Path:
+    return tiny_corpus
 
 
-def _train(root: Path | str, run: Path, *extra: str, **popen) -> subprocess.CompletedProcess:
-    argv = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "dset=folder",
-        f"dset.root={root}",
-        "experiment.aero.channels=8",
-        "experiment.segment=1",
-        "experiment.batch_size=2",
-        "device=cpu",
-        "wandb.mode=disabled",
-        "num_workers=0",
-        "max_valid_items=2",
-        "epochs=1",
-        "max_steps_per_epoch=2",
-        f"hydra.run.dir={run}",
-        *extra,
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300, **popen)
+def _train(root: Path | str, run: Path, *extra: str) -> subprocess.CompletedProcess:
+    argv = train_argv(root, run, "max_valid_items=2", "epochs=1", "max_steps_per_epoch=2", *extra)
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
 
 
 def _one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -227,22 +208,7 @@ def test_nan_loss_names_no_checkpoint_that_does_not_exist(corpus: Path, tmp_path
 @pytest.mark.slow
 def test_ctrl_c_is_one_line_and_says_how_to_resume(corpus: Path, tmp_path: Path):
     run = tmp_path / "run"
-    argv = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "dset=folder",
-        f"dset.root={corpus}",
-        "experiment.aero.channels=8",
-        "experiment.segment=1",
-        "experiment.batch_size=2",
-        "device=cpu",
-        "wandb.mode=disabled",
-        "num_workers=0",
-        "max_valid_items=2",
-        "epochs=1000",
-        "max_steps_per_epoch=1",
-        f"hydra.run.dir={run}",
-    ]
+    argv = train_argv(corpus, run, "max_valid_items=2", "epochs=1000", "max_steps_per_epoch=1")
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while not (run / "history.json").exists() and time.time() < deadline:

@@ -15,39 +15,18 @@ import pytest
 import torch
 
 from aeromamba.checkpoint import load_checkpoint, load_generator
-from aeromamba.data import write_synthetic_corpus
-from aeromamba.data.prepare import prepare_corpus
+from runs import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    write_synthetic_corpus(root / "raw", 1.0, seed=1, workers=1, progress=False)
-    prepare_corpus(root / "raw", root / "prepared", workers=1, progress=False)
-    return root / "prepared"
+@pytest.fixture
+def corpus(tiny_corpus: Path) -> Path:
+    return tiny_corpus
 
 
 def command(corpus: Path, run: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "dset=folder",
-        f"dset.root={corpus}",
-        "experiment=aeromamba",
-        "experiment.aero.channels=8",
-        "experiment.segment=1",
-        "experiment.stride=1",
-        "experiment.batch_size=2",
-        "device=cpu",
-        "wandb.mode=disabled",
-        "num_workers=0",
-        "max_valid_items=4",
-        "dset.min_dbfs=-60",
-        f"hydra.run.dir={run}",
-        *extra,
-    ]
+    return train_argv(corpus, run, "max_valid_items=4", "dset.min_dbfs=-60", *extra)
 
 
 def history(run: Path) -> list[dict]:

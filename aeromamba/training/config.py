@@ -9,6 +9,7 @@ of range, an unavailable device, a run directory that cannot be written) into on
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,11 @@ def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 
 def _writable_problem(run_dir: Path) -> str | None:
+    probe = run_dir / f".write_check.{os.getpid()}"  # one per process: DDP ranks check at once
     try:
-        with atomic_path(run_dir / ".write_check") as probe:
-            probe.write_text("ok\n")
-        (run_dir / ".write_check").unlink()
+        with atomic_path(probe) as tmp:
+            tmp.write_text("ok\n")
+        probe.unlink()
     except OSError as err:
         return f"run directory {run_dir} cannot be written ({err.strerror or err})"
     return None

@@ -28,6 +28,7 @@ from aeromamba.checkpoint import (
     model_package,
     save_checkpoint,
 )
+from aeromamba.devices import AMP_DTYPES
 from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path, remove_stale_temporaries
 from aeromamba.losses import (
@@ -79,8 +80,7 @@ class Solver:
         self.checkpoint_path = run_dir / "checkpoint.pt"
         self.best_path = run_dir / "best.pt"
         self.history_path = run_dir / "history.json"
-        amp_dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-        self.amp_dtype = amp_dtypes.get(cfg.amp) if device.type == "cuda" else None
+        self.amp_dtype = AMP_DTYPES.get(cfg.amp) if device.type == "cuda" else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self._resume()
         self.g_model, self.d_model = self.generator, self.discriminator
