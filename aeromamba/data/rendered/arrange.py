@@ -299,7 +299,9 @@ def assign_roles(tracks: list[Track]) -> None:
             tracks[i].role = "keys"
 
 
-def _programs(music: Music, arr: Arrangement, sounds: Sounds, rng: random.Random, held: bool):
+def _programs(
+    music: Music, arr: Arrangement, sounds: Sounds, rng: random.Random, held: bool
+) -> None:
     """Give every part its program; folk bands get their chord and bass parts here."""
     tracks = music.tracks
     if arr.kind in SOLO_KEYBOARD:

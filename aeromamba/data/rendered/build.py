@@ -9,6 +9,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -74,7 +75,9 @@ class BuildOptions:
 # --- one piece ------------------------------------------------------------------------------
 
 
-def _excerpt(music: Music, max_seconds: float, rng: Any, start_quarter: float | None) -> float:
+def _excerpt(
+    music: Music, max_seconds: float, rng: random.Random, start_quarter: float | None
+) -> float:
     """Cut a piece longer than `max_seconds` to an excerpt starting on a bar, in place;
     returns where it starts (s). Often the opening, else a bar further in, chosen by `rng`;
     `start_quarter`: the first bar from there instead."""
@@ -292,9 +295,8 @@ def add_synthetic(out: Path, options: BuildOptions) -> list[Record]:
     if options.synthetic_minutes <= 0:
         return []
     target = out / ".synthetic"
-    write_synthetic_corpus(
-        target, options.synthetic_minutes, seed=options.seed, workers=options.workers
-    )
+    minutes, seed = options.synthetic_minutes, options.seed
+    write_synthetic_corpus(target, minutes, seed=seed, workers=options.workers, progress=False)
     records = []
     for wav in sorted(target.rglob("*.wav")):
         parts = wav.relative_to(target).parts

@@ -110,9 +110,11 @@ class Catalogue:
         return self.collections[collection].composer or collection
 
     def heldout_collections(self) -> dict[str, str]:
-        """Collections and path prefixes that only appear in valid or test: {name: split}."""
+        """Collections and path prefixes that only appear in valid or test: {name: split},
+        by split (valid, test), then name."""
         held = {c.name: c.split for c in self.collections.values() if c.split in SPLITS[1:]}
-        return held | {r.prefix: r.split for r in self.paths if r.split in SPLITS[1:]}
+        held |= {r.prefix: r.split for r in self.paths if r.split in SPLITS[1:]}
+        return dict(sorted(held.items(), key=lambda item: (SPLITS.index(item[1]), item[0])))
 
 
 def _cumulative(shares: dict[str, float]) -> tuple[tuple[str, float], ...]:
