@@ -47,7 +47,8 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 def main(cfg: DictConfig) -> int:
     from aeromamba.checkpoint import load_generator
     from aeromamba.devices import configure_cpu
-    from aeromamba.inference import check_chunking, output_path, predict_files, try_compile
+    from aeromamba.enhance import check_chunking, try_compile
+    from aeromamba.inference import output_path, predict_files
 
     try:
         configure_cpu(cfg.threads, cfg.keep_freed_memory)

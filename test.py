@@ -39,8 +39,8 @@ def main(cfg: DictConfig) -> int:
     from aeromamba.checkpoint import load_generator
     from aeromamba.data import PairedSegments, ensure_prepared
     from aeromamba.devices import configure_cpu
+    from aeromamba.enhance import check_chunking, enhance
     from aeromamba.evaluation import evaluate_excerpts
-    from aeromamba.inference import check_chunking, enhance
 
     try:
         configure_cpu(cfg.threads, cfg.keep_freed_memory)

@@ -40,7 +40,7 @@ REPEATS = {4.0: 5, 10.0: 3, 60.0: 3}
 def make_runner(variant: str, seconds: float, device: str, amp: str = "none") -> Callable:
     """A warmed-up callable that enhances a random clip of `seconds` with `variant` once
     (random weights: speed does not depend on them)."""
-    from aeromamba.inference import autocast, enhance
+    from aeromamba.enhance import autocast, enhance
     from aeromamba.models import make_generator
 
     torch.manual_seed(0)
@@ -235,7 +235,7 @@ def main() -> None:
         print(json.dumps(run_case(variant, float(seconds), device, args.amp)))
         return
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
-    from aeromamba.inference import check_amp
+    from aeromamba.enhance import check_amp
 
     try:
         for device in devices:

@@ -81,9 +81,9 @@ def test_table_reports_ratios_within_one_length() -> None:
 
 
 def test_amp_the_cpu_would_emulate_is_refused_before_any_case(one_thread, monkeypatch, capsys):
-    from aeromamba import inference
+    from aeromamba import enhance as enhance_module
 
-    monkeypatch.setattr(inference, "cpu_has_native", lambda amp: False)
+    monkeypatch.setattr(enhance_module, "cpu_has_native", lambda amp: False)
     argv = ["benchmark.py", "--amp", "bf16", "--devices", "cpu", "--lengths", "4"]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as stop:

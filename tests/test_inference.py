@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 import aeromamba
-from aeromamba import inference
+from aeromamba import enhance as enhance_module
 from aeromamba.audio import AudioError, resample, write_audio
 from aeromamba.checkpoint import model_package, save_checkpoint
 from aeromamba.data.synthetic import music_clip
-from aeromamba.inference import chunk_plan, enhance, find_reference, predict_files, read_lowres
+from aeromamba.enhance import chunk_plan, enhance
+from aeromamba.inference import find_reference, predict_files, read_lowres
 from aeromamba.metrics.lsd import lsd
 from aeromamba.models import make_generator
 
@@ -108,7 +109,7 @@ def test_ola_with_a_real_model_has_no_level_dip(model):
 
 def test_bf16_autocast_on_the_cpu_stays_close_to_float32(model, monkeypatch):
     # allowed here whatever the CPU: this model is small enough for emulated bf16
-    monkeypatch.setattr(inference, "cpu_has_native", lambda amp: True)
+    monkeypatch.setattr(enhance_module, "cpu_has_native", lambda amp: True)
     lr = torch.from_numpy(music_clip(2.0, 11025, seed=5))[None]
     exact = enhance(model, lr)
     mixed = enhance(model, lr, amp="bf16")
@@ -119,7 +120,7 @@ def test_bf16_autocast_on_the_cpu_stays_close_to_float32(model, monkeypatch):
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_a_cpu_would_emulate_is_refused_before_any_file(tmp_path, monkeypatch, amp):
-    monkeypatch.setattr(inference, "cpu_has_native", lambda amp: False)
+    monkeypatch.setattr(enhance_module, "cpu_has_native", lambda amp: False)
     src = tmp_path / "clip.wav"
     write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
     with pytest.raises(ValueError, match=f"amp={amp} needs a CPU with .*use amp=none"):
@@ -132,11 +133,11 @@ def test_amp_a_cpu_would_emulate_is_refused_before_any_file(tmp_path, monkeypatc
 def test_native_amp_follows_the_cpu_probes(monkeypatch):
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_amx_fp16_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
-    assert not inference.cpu_has_native("bf16") and not inference.cpu_has_native("fp16")
+    assert not enhance_module.cpu_has_native("bf16") and not enhance_module.cpu_has_native("fp16")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert inference.cpu_has_native("bf16") and not inference.cpu_has_native("fp16")
+    assert enhance_module.cpu_has_native("bf16") and not enhance_module.cpu_has_native("fp16")
     monkeypatch.delattr(torch.cpu, "_is_amx_fp16_supported")
-    assert inference.cpu_has_native("fp16")  # a torch too old to tell refuses nothing
+    assert enhance_module.cpu_has_native("fp16")  # a torch too old to tell refuses nothing
 
 
 def test_unknown_amp_is_refused_before_any_file(tmp_path):
@@ -334,14 +335,13 @@ def test_read_lowres_errors_name_the_file(tmp_path):
 
 
 def test_try_compile_falls_back_to_eager(monkeypatch):
-    from aeromamba import inference
 
     def broken(model):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(torch, "compile", broken)
     model = Repeat()
-    assert inference.try_compile(model, 0.1) is model
+    assert enhance_module.try_compile(model, 0.1) is model
 
 
 @pytest.mark.parametrize("chunk,overlap", [(0.001, 0.0), (0.49, 0.0), (1.0, -0.1)])
