@@ -5,7 +5,7 @@
 The shapes are those of the decoder's rewrite convolutions for one clip of `--seconds`
 seconds (in → out channels × frequency rows), plus 48 channels × 256 rows (the width of the
 first level). Prints a Markdown table: median time of `F.conv2d` (oneDNN) and of
-`aeromamba.models.nnpack.conv3x3`, the speed-up, the GFLOP/s of the direct convolution, and
+`aeromamba.ops.nnpack.nnpack_conv3x3`, the speed-up, the GFLOP/s of the direct convolution, and
 the largest difference relative to the output's largest value.
 """
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from aeromamba.allocator import keep_freed_memory
-from aeromamba.models.nnpack import conv3x3, use_nnpack
+from aeromamba.ops.nnpack import nnpack_conv3x3, use_nnpack
 
 # (in channels, frequency rows, out channels): decoder levels 0-3, then the first level's width
 SHAPES = [(384, 4, 1536), (384, 8, 768), (192, 16, 384), (96, 64, 192), (48, 256, 96)]
@@ -57,9 +57,9 @@ def main() -> None:
             weight = torch.randn(chout, chin, 3, 3) / (3 * chin**0.5)
             bias = torch.randn(chout) * 0.1
             expected = F.conv2d(x, weight, bias, padding=1)
-            error = (conv3x3(x, weight, bias) - expected).abs().max() / expected.abs().max()
+            error = (nnpack_conv3x3(x, weight, bias) - expected).abs().max() / expected.abs().max()
             direct = median_time(F.conv2d, (x, weight, bias, 1, 1), args.repeats)
-            fast = median_time(conv3x3, (x, weight, bias), args.repeats)
+            fast = median_time(nnpack_conv3x3, (x, weight, bias), args.repeats)
             gflop = 2 * chout * chin * 9 * rows * frames / 1e9
             print(
                 f"| {chin} → {chout} × {rows} | {direct * 1e3:.0f} | {fast * 1e3:.0f} | "

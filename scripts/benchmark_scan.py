@@ -2,15 +2,15 @@
 
     python scripts/benchmark_scan.py [--seconds 10] [--repeats 3] [--compile] [--device cuda]
 
-Candidates (all float32, same mathematics as `aeromamba.models.mamba.selective_scan`):
+Candidates (all float32, same mathematics as `aeromamba.ops.selective_scan`):
 - `step`: one time step per iteration, vectorised over batch, channels and state;
 - `blocked`: the project's scan (time blocks, in-place recurrence, recomputing backward);
 - `chunked-log`: per chunk, h_t = e^{S_t} (h_0 + Σ_s e^{-S_s} b_s) with S the cumulative
   log-decay, evaluated with cumsum (no Python loop inside a chunk), float64 inside a chunk;
 - `parallel`: Hillis–Steele associative scan of (a, b) pairs, log2(L) vectorised steps;
-- `native`: the compiled C scan used for CPU inference (`aeromamba.models.native_scan`), one
+- `native`: the compiled C scan used for CPU inference (`aeromamba.ops.native_scan`), one
   sequence per loop with its state in registers; inference only, CPU only;
-- `triton`: the Triton kernel used for CUDA inference (`aeromamba.models.triton_scan`), with
+- `triton`: the Triton kernel used for CUDA inference (`aeromamba.ops.triton_scan`), with
   4 (the project's), 8 or 16 channels per program; inference only, CUDA only;
 - with `--compile`, `torch.compile` of `step` and `blocked`, and a scan whose 16-step block
   body (decays, recurrence, contraction) is one compiled graph (inference only).
@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from aeromamba.allocator import keep_freed_memory
-from aeromamba.models.mamba import block_scan
-from aeromamba.models.native_scan import native_scan
-from aeromamba.models.triton_scan import launch_scan, triton_scan_available
+from aeromamba.ops.native_scan import native_scan
+from aeromamba.ops.scan import block_scan
+from aeromamba.ops.triton_scan import launch_scan, triton_scan_available
 
 SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
 D_STATE = 16

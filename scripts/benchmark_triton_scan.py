@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from aeromamba.models.triton_scan import Tile, selective_scan_triton
+from aeromamba.ops.triton_scan import Tile, selective_scan_triton
 
 SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
 D_STATE = 16

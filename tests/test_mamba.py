@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aeromamba.models.mamba import Mamba, fused_kernels_available, selective_scan
+from aeromamba.models.mamba import Mamba
+from aeromamba.ops.scan import fused_kernels_available, selective_scan
 
 
 def reference_scan(u, delta, A, B, C, D, z, delta_bias):

@@ -162,8 +162,9 @@ def test_local_attention_query_chunks_change_nothing(monkeypatch):
 
 def test_decoder_transposed_convolution_in_frame_pieces_equals_whole(monkeypatch):
     from aeromamba.models import aero
+    from aeromamba.ops import conv
 
-    monkeypatch.setattr(aero, "FRAME_BLOCK", 16)
+    monkeypatch.setattr(conv, "FRAME_BLOCK", 16)
     torch.manual_seed(0)
     layer = aero.DecoderLayer(8, 4, 8, 4, True, 4, 1, last=False).eval()
     calls = []

@@ -10,9 +10,11 @@ import pytest
 import torch
 from test_mamba import random_inputs, reference_scan
 
-from aeromamba.models import make_generator, mamba, native_scan
-from aeromamba.models.mamba import selective_scan
-from aeromamba.models.native_scan import native_scan_available
+from aeromamba.models import make_generator
+from aeromamba.ops import native_scan
+from aeromamba.ops import scan as mamba
+from aeromamba.ops.native_scan import native_scan_available
+from aeromamba.ops.scan import selective_scan
 
 needs_native = pytest.mark.skipif(
     not native_scan_available(), reason="no C compiler to build the native scan"

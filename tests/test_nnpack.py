@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import aeromamba.models.aero as aero
-from aeromamba.models import nnpack
 from aeromamba.models.aero import DecoderLayer
-from aeromamba.models.nnpack import conv3x3, use_nnpack
+from aeromamba.ops import conv, nnpack
+from aeromamba.ops.nnpack import nnpack_conv3x3, use_nnpack
 
 needs_nnpack = pytest.mark.skipif(
     not torch.backends.nnpack.is_available(), reason="PyTorch built without NNPACK"
@@ -40,7 +39,7 @@ def test_matches_direct_convolution(shape, bias):
     weight = torch.randn(7, shape[1], 3, 3)
     b = torch.randn(7) if bias else None
     with torch.inference_mode():
-        out = conv3x3(x, weight, b)
+        out = nnpack_conv3x3(x, weight, b)
     assert out.is_contiguous()
     _assert_matches(out, F.conv2d(x, weight, b, padding=1))
 
@@ -54,8 +53,8 @@ def test_falls_back_to_the_direct_convolution_when_nnpack_refuses(monkeypatch, c
     torch.manual_seed(1)
     x, weight, b = torch.randn(2, 3, 5, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
     with torch.inference_mode(), caplog.at_level(logging.WARNING, "aeromamba.nnpack"):
-        out = conv3x3(x, weight, b)
-        again = conv3x3(x[:1], weight, b)  # the same failure: no second warning
+        out = nnpack_conv3x3(x, weight, b)
+        again = nnpack_conv3x3(x[:1], weight, b)  # the same failure: no second warning
     assert torch.equal(out, F.conv2d(x, weight, b, padding=1))
     assert torch.equal(again, F.conv2d(x[:1], weight, b, padding=1))
     warnings = [r.getMessage() for r in caplog.records if r.name == "aeromamba.nnpack"]
@@ -87,7 +86,7 @@ def test_decoder_layer_uses_it_and_matches_the_direct_path(monkeypatch, deepest)
     skip = torch.randn(1, 12, 4, 23)
     x = None if deepest else torch.randn(1, 12, 4, 23)
     calls = []
-    monkeypatch.setattr(aero, "conv3x3", lambda *a: calls.append(a) or conv3x3(*a))
+    monkeypatch.setattr(conv, "nnpack_conv3x3", lambda *a: calls.append(a) or nnpack_conv3x3(*a))
     with torch.inference_mode():
         fast = layer(x, skip)
     assert len(calls) == 1

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aeromamba.models import mamba, native_scan
-from aeromamba.models.mamba import block_scan, selective_scan
-from aeromamba.models.native_scan import CHUNK, native_scan_available, native_scan_with_grad
+from aeromamba.ops import native_scan
+from aeromamba.ops import scan as mamba
+from aeromamba.ops.native_scan import CHUNK, native_scan_available, native_scan_with_grad
+from aeromamba.ops.scan import block_scan, selective_scan
 from aeromamba.ops.scan_ref import selective_scan_ref
 
 pytestmark = pytest.mark.skipif(

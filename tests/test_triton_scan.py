@@ -21,16 +21,17 @@ import torch
 import torch.nn.functional as F
 from test_mamba import random_inputs, reference_scan
 
-from aeromamba.models import make_generator, mamba
-from aeromamba.models.mamba import fused_kernels_available, selective_scan
-from aeromamba.models.triton_scan import (
+from aeromamba.models import make_generator
+from aeromamba.ops import scan as mamba
+from aeromamba.ops.scan import fused_kernels_available, selective_scan
+from aeromamba.ops.scan_ref import selective_scan_ref
+from aeromamba.ops.triton_scan import (
     Tile,
     launch_scan,
     selective_scan_triton,
     triton_scan,
     triton_scan_available,
 )
-from aeromamba.ops.scan_ref import selective_scan_ref
 from tests.signals import music
 
 TOLERANCE = 1e-5  # largest error relative to max(1, largest value) for float32

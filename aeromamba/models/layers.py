@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aeromamba.models.mamba import Mamba
-from aeromamba.models.pointwise import PointwiseConv1d, PointwiseConv2d
+from aeromamba.ops import PointwiseConv1d, PointwiseConv2d, conv_bn_relu
 
 
 class ScaledEmbedding(nn.Module):
@@ -60,25 +60,13 @@ class FTB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, rows, frames = x.shape
-        gate = _conv_bn_relu(self.conv1d, _conv_bn_relu(self.conv1, x).reshape(batch, -1, frames))
+        gate = conv_bn_relu(self.conv1d, conv_bn_relu(self.conv1, x).reshape(batch, -1, frames))
         # freq_fc along the rows as a left product, one GEMM per (batch, channel) plane:
         # torch.matmul would transpose (B, C, D, T) to (B, C, T, D) and back (3x the time).
         gated = (x * gate.unsqueeze(2)).reshape(-1, rows, frames)
         weight = self.freq_fc.weight.to(gated.dtype).expand(gated.shape[0], -1, -1)
         mixed = torch.bmm(weight, gated).view_as(x)
-        return _conv_bn_relu(self.conv2, torch.cat([mixed, x], dim=1))
-
-
-def _conv_bn_relu(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`block` = (convolution, batch norm, ReLU). In eval mode the norm's affine map is folded
-    into the convolution's weights, which spares a pass over the (large) output."""
-    conv, norm = block[0], block[1]
-    if norm.training or norm.running_var is None:
-        return block(x)
-    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-    weight = conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1))
-    bias = (conv.bias - norm.running_mean) * scale + norm.bias
-    return F.relu(conv._conv_forward(x, weight, bias), inplace=not torch.is_grad_enabled())
+        return conv_bn_relu(self.conv2, torch.cat([mixed, x], dim=1))
 
 
 class Snake(nn.Module):

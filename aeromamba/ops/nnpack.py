@@ -33,7 +33,9 @@ def use_nnpack(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def nnpack_conv3x3(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, padding=1)` by NNPACK, one batch item at a time: its batched
     algorithm is slower than oneDNN (batch 4 × 192 channels × 16 rows × 10 s: 2.1 s vs 1.1 s).
     Should NNPACK refuse (it reports only a status), `F.conv2d` computes it instead, with a
