@@ -78,7 +78,7 @@ def main(cfg: DictConfig) -> int:
         for output in cfg.outputs:
             options = OUTPUTS[output]
 
-            def run(lr, model=model, options=options):  # noqa: ANN001, ANN202
+            def run(lr, model=model, options=options):
                 tensor = torch.from_numpy(lr)[None].to(device)
                 return enhance(model, tensor, chunk=cfg.chunk, overlap=cfg.overlap, **options)[
                     0

@@ -71,7 +71,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: refused, the file holds objects other than tensors and plain containers "
             f"({err})"
         ) from err
-    except Exception as err:  # noqa: BLE001 - zip/EOF errors of a truncated file vary
+    except Exception as err:  # zip/EOF errors of a truncated file vary
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({err})") from err
     if not isinstance(package, dict) or package.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an AEROMamba checkpoint (no 'format' marker)")
@@ -243,7 +243,7 @@ def _load_release(path: Path) -> dict[str, Any]:
         )
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path}: {err}") from err
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # zip/EOF errors of a truncated file vary
         raise CheckpointError(f"{path}: truncated or corrupt release checkpoint ({err})") from err
 
 

@@ -110,7 +110,7 @@ def try_compile(model: nn.Module, chunk: float) -> nn.Module:
         with torch.inference_mode():
             compiled(torch.zeros(1, 1, max(1, round(chunk * model.lr_sr)), device=device))
         return compiled
-    except Exception as err:  # noqa: BLE001 - any failure means: run eagerly
+    except Exception as err:  # any failure means: run eagerly
         log.warning("torch.compile failed (%s); running eagerly", err)
         return model
 

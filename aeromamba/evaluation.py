@@ -110,7 +110,7 @@ def score_item(
             if not math.isfinite(value):
                 raise ValueError(f"{metric} is {value}")
             result.scores[metric] = value
-        except Exception as err:  # noqa: BLE001 - any metric failure is reported per item
+        except Exception as err:  # any metric failure is reported per item
             result.errors[metric] = f"{type(err).__name__}: {err}"
     return result
 
@@ -475,7 +475,7 @@ def evaluate_excerpts(
         for system, upsample in everything.items():
             try:
                 estimate = upsample(lr)
-            except Exception as err:  # noqa: BLE001 - a failing system is reported per item
+            except Exception as err:  # a failing system is reported per item
                 results.append(failed_item(system, name, f"{type(err).__name__}: {err}", metrics))
                 continue
             signals[system] = estimate

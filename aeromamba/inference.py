@@ -59,7 +59,7 @@ def read_lowres(
         raise AudioError(f"{path}: no such file")
     try:
         info = sf.info(str(path))
-    except Exception as err:  # noqa: BLE001 - soundfile raises several types
+    except Exception as err:  # soundfile raises several types
         empty = path.stat().st_size == 0
         reason = "empty file (0 bytes)" if empty else f"not a readable audio file ({err})"
         raise AudioError(f"{path}: {reason}") from err

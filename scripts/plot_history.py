@@ -15,9 +15,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from aeromamba.files import atomic_path  # noqa: E402
+from aeromamba.files import atomic_path
 
 
 def main() -> None:

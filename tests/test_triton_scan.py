@@ -54,7 +54,7 @@ CASES = {
 }
 
 
-def gpu(test):  # noqa: ANN001, ANN201
+def gpu(test):
     """Marks a test that needs CUDA and Triton."""
     needs = pytest.mark.skipif(
         not (torch.cuda.is_available() and triton_scan_available()), reason="needs CUDA and Triton"

@@ -14,8 +14,8 @@ from aeromamba.audio import read_audio, to_mono
 
 pytest.importorskip("visqol", reason="visqol-python not installed (pip install .[eval])")
 
-from aeromamba.metrics.visqol import quantize_16bit, visqol, visqol_api  # noqa: E402
-from tests.signals import lowpass, music  # noqa: E402
+from aeromamba.metrics.visqol import quantize_16bit, visqol, visqol_api
+from tests.signals import lowpass, music
 
 VISQOL_FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "visqol"
 

@@ -216,7 +216,7 @@ class _GatedScan(torch.autograd.Function):
     """The compiled gated scan and its compiled backward pass (see the module's docstring)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z):  # noqa: ANN001, ANN205 - autograd signature
+    def forward(ctx, u, delta, A, B, C, D, z):  # autograd signature
         u, delta, D, z = (t.contiguous() for t in (u, delta, D, z))
         A_, bt, ct = _state_major(A, B, C)
         batch, d_inner, length = u.shape
@@ -228,7 +228,7 @@ class _GatedScan(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         u, delta, A_, bt, ct, D, z, states = ctx.saved_tensors
         batch, d_inner, length = u.shape
         n_state, threads = A_.shape[1], min(_threads(), batch)

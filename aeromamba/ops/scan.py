@@ -16,7 +16,7 @@ from aeromamba.ops.triton_scan import triton_scan
 try:  # the fused kernels need CUDA; they cannot even be imported on a CPU-only machine
     from causal_conv1d import causal_conv1d_fn
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-except Exception:  # noqa: BLE001 - ImportError, or an OSError/RuntimeError from a broken CUDA build
+except Exception:  # ImportError, or an OSError/RuntimeError from a broken CUDA build
     causal_conv1d_fn = None
     selective_scan_fn = None
 
@@ -162,7 +162,7 @@ class _BlockScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, block):  # noqa: ANN001, ANN205 - autograd signature
+    def forward(ctx, u, delta, A, B, C, block):  # autograd signature
         batch, d_inner, length = u.shape
         ut, dt, bt, ct = _time_major(u, delta, B, C)
         drive = dt * ut
@@ -188,7 +188,7 @@ class _BlockScan(torch.autograd.Function):
         return y.permute(1, 2, 0)
 
     @staticmethod
-    def backward(ctx, grad_y):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_y):
         ut, dt, A, bt, ct, starts = ctx.saved_tensors
         block = ctx.block
         length = ut.shape[0]

@@ -198,7 +198,7 @@ class _SelectiveScan(torch.autograd.Function):
     """The Triton scan with its recomputing backward pass; float32 tensors in and out."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, tile, keep):  # noqa: ANN001, ANN205
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, tile, keep):
         u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
         D, z, delta_bias = (None if t is None else t.contiguous() for t in (D, z, delta_bias))
         out, states = _forward(
@@ -210,7 +210,7 @@ class _SelectiveScan(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_out):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         batch, d_inner, length = u.shape
         d_state = A.shape[1]

@@ -242,7 +242,7 @@ class Solver:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _autocast(self):  # noqa: ANN202
+    def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
         return torch.autocast("cuda", dtype=self.amp_dtype)
