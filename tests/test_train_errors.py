@@ -22,6 +22,7 @@ from aeromamba.files import HOST
 from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.training.config import ConfigError, check_config
 from aeromamba.training.distributed import World
+from aeromamba.training.logging import RunLogger
 from aeromamba.training.solver import Solver, TrainConfig
 from runs import train_argv
 
@@ -37,7 +38,7 @@ def _config(*overrides: str):
 @pytest.mark.parametrize(
     "override, says",
     [
-        ("valid_metric=foo", "valid_metric=foo: must be one of lsd, paqm"),
+        ("valid_metric=foo", "valid_metric=foo: must be one of lsd, lsd_hf, paqm"),
         ("amp=fp8", "amp=fp8: must be one of none, bf16, fp16"),
         ("batch_size_mode=foo", "batch_size_mode=foo"),
         ("wandb.mode=foo", "wandb.mode=foo"),
@@ -219,3 +220,24 @@ def test_ctrl_c_is_one_line_and_says_how_to_resume(corpus: Path, tmp_path: Path)
     assert "Traceback" not in output
     assert "error: interrupted; the same command resumes from" in output
     assert json.loads((run / "history.json").read_text())
+
+
+def test_a_new_selection_metric_starts_best_afresh(tmp_path: Path):
+    torch.manual_seed(0)
+    clip = (torch.randn(1, 2048) * 0.1, torch.randn(1, 8192) * 0.1)
+    solver = Solver(
+        Aero(**SMALL),
+        MultiScaleDiscriminator(ndf=4, max_channels=16),
+        [clip, clip],
+        [clip],
+        TrainConfig(epochs=1, batch_size=2, valid_metric="lsd_hf", num_workers=0),
+        tmp_path,
+        torch.device("cpu"),
+        World(),
+        {},
+        RunLogger("disabled", "test", tmp_path, {}, True),
+    )
+    solver.best = {"metric": "lsd", "value": -1.0, "epoch": 0}  # unbeatable, but another metric
+    history = solver.train()
+    assert history[-1]["best"] and solver.best["metric"] == "lsd_hf"
+    assert (tmp_path / "best.pt").is_file()

@@ -21,7 +21,7 @@ from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 
 CHOICES = {
-    "valid_metric": ("lsd", "paqm"),
+    "valid_metric": ("lsd", "lsd_hf", "paqm"),
     "amp": ("none", "bf16", "fp16"),
     "batch_size_mode": ("per_process", "global"),
     "wandb.mode": ("online", "offline", "disabled"),

@@ -212,6 +212,8 @@ class Solver:
             if self.valid_set is not None and self.epoch % self.cfg.eval_every == 0:
                 entry["valid"] = self.validate()
                 value = entry["valid"][self.cfg.valid_metric]
+                if self.best.get("metric") != self.cfg.valid_metric:  # none yet, or another
+                    self.best = {}
                 if not self.best or value < self.best["value"]:  # lower is better (LSD, PAQM)
                     self._save_best(self.cfg.valid_metric, value)
                     entry["best"] = True
