@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of the Triton selective scan (issue 23), in under 8 minutes on one CUDA GPU:
 #   1. the tests marked `gpu` (Triton against the reference, bf16 autocast, mamba_ssm);
-#   2. seconds per training step (scripts/benchmark_training.py --device cuda) of aero,
+#   2. seconds per training step (scripts/benchmarks/training.py --device cuda) of aero,
 #      aeromamba and aeromamba_official at batch 1 and 4 x 4 s, fp32 and bf16, and of aeromamba
 #      at batch 1 fp32 with the Triton scan switched off (the PyTorch block scan);
 #   3. 200 steps of `train.py` for aeromamba on a synthetic corpus, checking that the loss falls;
@@ -61,7 +61,7 @@ tail -n 3 "$OUT/tests.log"
 bench() { # bench 1|0 ARGS...: one run, with the Triton scan on (1) or off (0)
     local scan=$1 line
     shift
-    line=$(AEROMAMBA_TRITON_SCAN=$scan timeout "$(budget 60)" $PY scripts/benchmark_training.py \
+    line=$(AEROMAMBA_TRITON_SCAN=$scan timeout "$(budget 60)" $PY scripts/benchmarks/training.py \
         --device cuda --segment 4 --steps 5 "$@" 2>>"$OUT/benchmark.log" | tail -n 1)
     echo "${line:-failed: $*}" | tee -a "$OUT/benchmark.txt"
 }
@@ -89,7 +89,7 @@ rm -rf "$data/run"
 cp "$data/run/history.json" "$OUT/" 2>/dev/null
 
 # --- 4. tiles of the Triton scan -------------------------------------------------------------
-timeout "$(budget 90)" $PY scripts/benchmark_triton_scan.py >"$OUT/tiles.md" 2>&1
+timeout "$(budget 90)" $PY scripts/benchmarks/triton_scan.py >"$OUT/tiles.md" 2>&1
 cat "$OUT/tiles.md"
 $PY - "$OUT/history.json" "$tests_status" <<'EOF' | tee "$OUT/summary.txt"
 import json

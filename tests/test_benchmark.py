@@ -1,4 +1,4 @@
-"""scripts/benchmark.py: one real (short) case, and how rounds and ratios are reported."""
+"""scripts/benchmarks/inference.py: one real (short) case; how rounds and ratios are reported."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks" / "inference.py"
 spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
 benchmark = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(benchmark)
@@ -84,7 +84,7 @@ def test_amp_the_cpu_would_emulate_is_refused_before_any_case(one_thread, monkey
     from aeromamba import enhance as enhance_module
 
     monkeypatch.setattr(enhance_module, "cpu_has_native", lambda amp: False)
-    argv = ["benchmark.py", "--amp", "bf16", "--devices", "cpu", "--lengths", "4"]
+    argv = ["inference.py", "--amp", "bf16", "--devices", "cpu", "--lengths", "4"]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as stop:
         benchmark.main()

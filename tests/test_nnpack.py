@@ -105,11 +105,11 @@ def test_decoder_layer_uses_it_and_matches_the_direct_path(monkeypatch, deepest)
 
 @needs_nnpack
 def test_benchmark_script_reports_every_shape(monkeypatch, capsys):
-    path = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_conv3x3.py"
+    path = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks" / "conv3x3.py"
     spec = importlib.util.spec_from_file_location("benchmark_conv3x3", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    monkeypatch.setattr(sys, "argv", ["benchmark_conv3x3.py", "--seconds", "0.1", "--repeats", "1"])
+    monkeypatch.setattr(sys, "argv", ["conv3x3.py", "--seconds", "0.1", "--repeats", "1"])
     script.main()
     rows = [
         line

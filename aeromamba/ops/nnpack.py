@@ -5,7 +5,7 @@ filtering F(6×6, 3×3): 64 multiplications per 6×6 output tile and channel pai
 in hand-written AVX2 / NEON kernels. PyTorch itself only picks NNPACK for batches of 16 or
 more, so the decoder's 3×3 convolutions call it directly: on the 2-core Zen 3 the decoder's
 shapes for 10 s of audio run 2–3× faster than oneDNN's direct convolution
-(`scripts/benchmark_conv3x3.py`). Results match `F.conv2d` to about 1e-5 of the output's
+(`scripts/benchmarks/conv3x3.py`). Results match `F.conv2d` to about 1e-5 of the output's
 scale. `torch.backends.nnpack.set_flags(False)` turns it off.
 """
 

@@ -1,6 +1,6 @@
 """Compare portable selective-scan strategies on AEROMamba's shapes (inference and training).
 
-    python scripts/benchmark_scan.py [--seconds 10] [--repeats 3] [--compile] [--device cuda]
+    python scripts/benchmarks/scan.py [--seconds 10] [--repeats 3] [--compile] [--device cuda]
 
 Candidates (all float32, same mathematics as `aeromamba.ops.selective_scan`):
 - `step`: one time step per iteration, vectorised over batch, channels and state;

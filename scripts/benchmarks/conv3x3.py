@@ -1,6 +1,6 @@
 """oneDNN's direct convolution against NNPACK for the decoder's 3×3 convolutions (CPU inference).
 
-    python scripts/benchmark_conv3x3.py [--seconds 10] [--repeats 5]
+    python scripts/benchmarks/conv3x3.py [--seconds 10] [--repeats 5]
 
 The shapes are those of the decoder's rewrite convolutions for one clip of `--seconds`
 seconds (in → out channels × frequency rows), plus 48 channels × 256 rows (the width of the

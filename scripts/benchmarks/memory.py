@@ -1,6 +1,6 @@
 """Peak memory and speed of predict's file path on short and long files.
 
-    python scripts/benchmark_memory.py [--variant aeromamba] [--checkpoint PATH]
+    python scripts/benchmarks/memory.py [--variant aeromamba] [--checkpoint PATH]
         [--lengths 30,600] [--channels 2]
 
 Writes a music-like file of each length and upsamples it with `predict_file` (predict.py's

@@ -1,8 +1,9 @@
 """Inference speed and memory of aero, aeromamba and aeromamba_official, CPU and CUDA.
 
-    python scripts/benchmark.py [--lengths 4,10,60,600] [--variants ...] [--devices cpu,cuda]
-        [--amp none|bf16|fp16] [--rounds 1] [--out results/benchmark]
-    python scripts/benchmark.py --interleave N [--lengths ...] [--variants ...] [--devices ...]
+    python scripts/benchmarks/inference.py [--lengths 4,10,60,600] [--variants ...]
+        [--devices cpu,cuda] [--amp none|bf16|fp16] [--rounds 1] [--out results/benchmark]
+    python scripts/benchmarks/inference.py --interleave N [--lengths ...] [--variants ...]
+        [--devices ...]
 
 Each (variant, length, device) case runs in its own process, so peak memory is that case's
 alone: peak RSS on the CPU (ru_maxrss), `max_memory_allocated` on CUDA. Times are the median

@@ -1,10 +1,10 @@
 """Seconds per forward + backward pass of the Triton selective scan for several tiles.
 
-    python scripts/benchmark_triton_scan.py [--seconds 4] [--batch 4] [--repeats 5]
+    python scripts/benchmarks/triton_scan.py [--seconds 4] [--batch 4] [--repeats 5]
 
 CUDA only. The inputs have the shapes of AEROMamba's four encoder Mamba layers for `--batch`
-clips of `--seconds` s, as in scripts/benchmark_scan.py: (sequences per clip, d_inner) = (64,
-24), (16, 48), (8, 96), (4, 192), d_state 16. A tile is (channels per program, time steps per
+clips of `--seconds` s, as in scripts/benchmarks/scan.py: (sequences per clip, d_inner) =
+(64, 24), (16, 48), (8, 96), (4, 192), d_state 16. A tile is (channels per program, time steps per
 chunk, warps); the time is the median over `--repeats` of the four layers' scans (softplus,
 D and gate included), after one pass that compiles. Prints a Markdown table.
 """

@@ -1,6 +1,6 @@
 """Seconds per training step (generator + discriminator step, Adam) on this machine.
 
-    python scripts/benchmark_training.py [--variant aeromamba] [--channels 48] [--batch 4]
+    python scripts/benchmarks/training.py [--variant aeromamba] [--channels 48] [--batch 4]
         [--segment 4] [--steps 3] [--device cpu] [--amp none|bf16|fp16] [--system-malloc]
         [--no-adversarial] [--discriminator K=V,...]... [--profile FILE]
         [--against ROOT --rounds N]
@@ -41,7 +41,7 @@ from aeromamba.models import make_discriminator, make_generator
 from aeromamba.training.distributed import World
 from aeromamba.training.solver import Solver, TrainConfig
 
-THIS_TREE = Path(__file__).resolve().parents[1]
+THIS_TREE = Path(__file__).resolve().parents[2]  # the checkout holding scripts/benchmarks
 
 
 def discriminator_settings(text: str) -> dict[str, int]:
