@@ -1,18 +1,17 @@
-"""scripts/benchmarks/inference.py: one real (short) case; how rounds and ratios are reported."""
+"""scripts/benchmarks: the shared timing helper; inference.py's real (short) case, rounds and
+ratios."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
+import time
 
 import pytest
 import torch
+from script_loader import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks" / "inference.py"
-spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark)
+benchmark = load_script("scripts/benchmarks/inference.py")
+measure = load_script("scripts/benchmarks/_measure.py")
 
 
 @pytest.fixture
@@ -49,6 +48,36 @@ def test_interleave_alternates_the_variants_and_reports_ratios(one_thread, monke
         "  - aeromamba/aeromamba_official",
     ]
     assert all(float(line.split(" time ")[1].rstrip("×")) > 0 for line in ratios)
+
+
+def test_alternate_warms_up_then_takes_the_runs_in_turn() -> None:
+    calls = []
+    runs = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    times = measure.alternate(runs, rounds=3, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert [len(record) for record in times.values()] == [3, 3]
+
+
+def test_timing_tells_wall_from_cpu_seconds() -> None:
+    with measure.timing() as slept:
+        time.sleep(0.05)
+    assert slept.wall >= 0.05 and slept.cpu < 0.04
+    with measure.timing() as worked:
+        stop = time.process_time() + 0.05
+        while time.process_time() < stop:
+            pass
+    assert worked.wall >= worked.cpu >= 0.05  # one thread: CPU seconds within the wall seconds
+
+
+def test_median_ratio_pairs_the_rounds() -> None:
+    assert measure.median_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 3.0]) == 2.0
+    with pytest.raises(ValueError):
+        measure.median_ratio([1.0, 2.0], [1.0])
+
+
+def test_median_seconds_leaves_out_the_warm_up() -> None:
+    delays = iter([0.2, 0.01, 0.02, 0.03])
+    assert measure.median_seconds(lambda: time.sleep(next(delays)), 3) < 0.1
 
 
 def case(variant: str, times: list[float], peak: float, seconds: float = 10.0) -> dict:

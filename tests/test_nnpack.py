@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from script_loader import load_script
 
 from aeromamba.models.aero import DecoderLayer
 from aeromamba.ops import conv, nnpack
@@ -105,10 +104,7 @@ def test_decoder_layer_uses_it_and_matches_the_direct_path(monkeypatch, deepest)
 
 @needs_nnpack
 def test_benchmark_script_reports_every_shape(monkeypatch, capsys):
-    path = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks" / "conv3x3.py"
-    spec = importlib.util.spec_from_file_location("benchmark_conv3x3", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/benchmarks/conv3x3.py")
     monkeypatch.setattr(sys, "argv", ["conv3x3.py", "--seconds", "0.1", "--repeats", "1"])
     script.main()
     rows = [

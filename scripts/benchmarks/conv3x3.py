@@ -12,12 +12,11 @@ the largest difference relative to the output's largest value.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from _measure import median_seconds
 
 from aeromamba.allocator import keep_freed_memory
 from aeromamba.ops.nnpack import nnpack_conv3x3, use_nnpack
@@ -25,17 +24,6 @@ from aeromamba.ops.nnpack import nnpack_conv3x3, use_nnpack
 # (in channels, frequency rows, out channels): decoder levels 0-3, then the first level's width
 SHAPES = [(384, 4, 1536), (384, 8, 768), (192, 16, 384), (96, 64, 192), (48, 256, 96)]
 FRAMES_PER_SECOND = 44100 / 256
-
-
-def median_time(fn: Callable[..., torch.Tensor], args: tuple, repeats: int) -> float:
-    """Median wall time of `fn(*args)` over `repeats` runs after one warm-up."""
-    fn(*args)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -58,8 +46,8 @@ def main() -> None:
             bias = torch.randn(chout) * 0.1
             expected = F.conv2d(x, weight, bias, padding=1)
             error = (nnpack_conv3x3(x, weight, bias) - expected).abs().max() / expected.abs().max()
-            direct = median_time(F.conv2d, (x, weight, bias, 1, 1), args.repeats)
-            fast = median_time(nnpack_conv3x3, (x, weight, bias), args.repeats)
+            direct = median_seconds(partial(F.conv2d, x, weight, bias, 1, 1), args.repeats)
+            fast = median_seconds(partial(nnpack_conv3x3, x, weight, bias), args.repeats)
             gflop = 2 * chout * chin * 9 * rows * frames / 1e9
             print(
                 f"| {chin} → {chout} × {rows} | {direct * 1e3:.0f} | {fast * 1e3:.0f} | "

@@ -24,15 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _measure import alternate, median_ratio, peak_memory_mb, repeat, reset_peak_memory
 
 OLA_FROM = 60.0  # seconds; longer inputs use the chunked path
 REPEATS = {4.0: 5, 10.0: 3, 60.0: 3}
@@ -55,34 +54,18 @@ def make_runner(variant: str, seconds: float, device: str, amp: str = "none") ->
             else:
                 with autocast(torch.device(device), amp):
                     model(x.to(device)[None])
-        if device == "cuda":
-            torch.cuda.synchronize()
 
     once(lr[:, : round(min(seconds, 2 * 10.0 * 4) * 11025)])  # warm-up: one batch of chunks
     return once
 
 
-def timed(run: Callable) -> float:
-    """Wall seconds of one call of `run`."""
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
 def run_case(variant: str, seconds: float, device: str, amp: str = "none") -> dict:
     """Time one case in this process, with its peak memory."""
     once = make_runner(variant, seconds, device, amp)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = [timed(once) for _ in range(REPEATS.get(seconds, 1))]
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if device == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
-    return summarise(
-        {"variant": variant, "seconds": seconds, "device": device, "amp": amp}, times, peak / 2**20
-    )
+    reset_peak_memory(device)
+    times = [took.wall for took in repeat(once, REPEATS.get(seconds, 1), device, warmup=0)]
+    case = {"variant": variant, "seconds": seconds, "device": device, "amp": amp}
+    return summarise(case, times, peak_memory_mb(device))
 
 
 def interleaved(variants: list[str], seconds: float, device: str, amp: str, runs: int) -> str:
@@ -90,16 +73,14 @@ def interleaved(variants: list[str], seconds: float, device: str, amp: str, runs
     a slow spell of the machine hits them alike; median times, and the time ratios as the
     median of the ratios within each alternation. No memory: the models share the process."""
     runners = {variant: make_runner(variant, seconds, device, amp) for variant in variants}
-    times: dict[str, list[float]] = {variant: [] for variant in variants}
-    for _ in range(runs):
-        for variant, run in runners.items():
-            times[variant].append(timed(run))
+    timings = alternate(runners, runs, device, warmup=0)  # make_runner warmed them up
+    times = {variant: [took.wall for took in timings[variant]] for variant in variants}
     length = f"{seconds:g} s" + (" (OLA)" if seconds > OLA_FROM else "")
     medians = ", ".join(f"{v} {statistics.median(t):.3f} s" for v, t in times.items())
     lines = [f"- {length}, {device}, {runs} alternations: {medians}"]
     for slow, fast in (("aero", "aeromamba"), ("aeromamba", "aeromamba_official")):
         if slow in times and fast in times:
-            ratio = statistics.median(a / b for a, b in zip(times[slow], times[fast], strict=True))
+            ratio = median_ratio(times[slow], times[fast])
             lines.append(f"  - {slow}/{fast} time {ratio:.2f}×")
     return "\n".join(lines)
 

@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def peak_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _measure import peak_memory_mb, timing
 
 
 def child(model_spec: str, source: str, target: str) -> None:
@@ -45,13 +39,11 @@ def child(model_spec: str, source: str, target: str) -> None:
         model = make_generator(model_spec).eval()
     else:
         model = load_generator(model_spec, torch.device("cpu"))
-    model_mb = peak_mb()
-    start = time.perf_counter()
-    seconds = predict_file(model, Path(source), Path(target))
-    wall = time.perf_counter() - start
-    print(
-        json.dumps({"seconds": seconds, "wall": wall, "model_mb": model_mb, "peak_mb": peak_mb()})
-    )
+    model_mb = peak_memory_mb()
+    with timing() as took:
+        seconds = predict_file(model, Path(source), Path(target))
+    stats = {"seconds": seconds, "wall": took.wall, "model_mb": model_mb}
+    print(json.dumps({**stats, "peak_mb": peak_memory_mb()}))
 
 
 def make_input(length: str, channels: str, path: str) -> None:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _measure import median_seconds
+from torch import Tensor
 
 from aeromamba.allocator import keep_freed_memory
 from aeromamba.ops.native_scan import native_scan
@@ -39,7 +39,7 @@ SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
 D_STATE = 16
 
 
-def scan_step(u, delta, A, B, C):  # noqa: ANN001, ANN201
+def scan_step(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
     """One time step per iteration; states kept for autograd."""
     decay = torch.exp(delta.transpose(1, 2)[..., None] * A)
     drive = (delta * u).transpose(1, 2)[..., None] * B.transpose(1, 2)[:, :, None, :]
@@ -52,7 +52,9 @@ def scan_step(u, delta, A, B, C):  # noqa: ANN001, ANN201
     return torch.stack(ys, dim=-1)
 
 
-def scan_chunked_log(u, delta, A, B, C, chunk: int = 32):  # noqa: ANN001, ANN201
+def scan_chunked_log(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk: int = 32
+) -> Tensor:
     """Closed form inside chunks via cumulative sums; sequential only across chunks."""
     batch, d_inner, length = u.shape
     y = []
@@ -69,7 +71,7 @@ def scan_chunked_log(u, delta, A, B, C, chunk: int = 32):  # noqa: ANN001, ANN20
     return torch.cat(y, dim=-1).float()
 
 
-def scan_parallel(u, delta, A, B, C):  # noqa: ANN001, ANN201
+def scan_parallel(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
     """Hillis–Steele inclusive scan of h_t = a_t h_{t-1} + b_t over the whole sequence."""
     a = torch.exp(delta[..., None] * A[:, None, :])  # (b, d, L, n)
     b = (delta * u)[..., None] * B.transpose(1, 2)[:, None]
@@ -81,7 +83,9 @@ def scan_parallel(u, delta, A, B, C):  # noqa: ANN001, ANN201
     return torch.einsum("bdtn,bnt->bdt", b, C)
 
 
-def _block_body(dt, ut, bt, ct, A, h):  # noqa: ANN001, ANN202
+def _block_body(
+    dt: Tensor, ut: Tensor, bt: Tensor, ct: Tensor, A: Tensor, h: Tensor
+) -> tuple[Tensor, Tensor]:
     """One block of time-major steps: (outputs, last state)."""
     decay = torch.exp((dt[..., None] * A).clamp(min=-80.0))
     drive = (dt * ut)[..., None] * bt[:, :, None, :]
@@ -97,7 +101,7 @@ def compiled_block_scan(block: int = 16) -> Callable:
     runs eagerly)."""
     body = torch.compile(_block_body, dynamic=False)
 
-    def scan(u, delta, A, B, C):  # noqa: ANN001, ANN202
+    def scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
         batch, d_inner, length = u.shape
         ut, dt, bt, ct = (x.permute(2, 0, 1).contiguous() for x in (u, delta, B, C))
         h = u.new_zeros(batch, d_inner, A.shape[1])
@@ -123,30 +127,34 @@ def make_inputs(
     return [t.requires_grad_(grad) for t in (u, delta, A, B, C)]
 
 
+def run_layers(fn: Callable, length: int, grad: bool, device: str) -> Tensor | None:
+    """Fresh inputs of every layer shape through `fn` (and backward with `grad`): the outputs,
+    flattened on the CPU, or None where `fn` is unavailable."""
+    outputs = []
+    for sequences, d_inner in SHAPES:
+        inputs = make_inputs(sequences, d_inner, length, grad, device)
+        if grad:
+            out = fn(*inputs)
+            out.square().sum().backward()
+        else:
+            with torch.inference_mode():
+                out = fn(*inputs)
+            if out is None:  # the native scan could not be built here
+                return None
+        outputs.append(out.detach().flatten().cpu())
+    return torch.cat(outputs)
+
+
 def measure(
     fn: Callable, length: int, grad: bool, repeats: int, device: str = "cpu"
-) -> tuple[float, torch.Tensor | None]:
-    """Median seconds over `repeats` runs (after one warm-up) for all layer shapes."""
-    times, outputs = [], []
-    for attempt in range(repeats + 1):
-        start = time.perf_counter()
-        outputs = []
-        for sequences, d_inner in SHAPES:
-            inputs = make_inputs(sequences, d_inner, length, grad, device)
-            if grad:
-                out = fn(*inputs)
-                out.square().sum().backward()
-            else:
-                with torch.inference_mode():
-                    out = fn(*inputs)
-                if out is None:  # the native scan could not be built here
-                    return float("nan"), None
-            outputs.append(out.detach().flatten().cpu())
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if attempt:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times), torch.cat(outputs)
+) -> tuple[float, Tensor | None]:
+    """Median seconds over `repeats` runs (after one warm-up) for all layer shapes, with the
+    outputs (NaN and None where `fn` is unavailable)."""
+    once = functools.partial(run_layers, fn, length, grad, device)
+    out = once()  # the warm-up, and the outputs to compare
+    if out is None:
+        return float("nan"), None
+    return median_seconds(once, repeats, device, warmup=0), out
 
 
 def main() -> None:
@@ -192,7 +200,7 @@ def main() -> None:
             if trains:
                 seconds, _ = measure(fn, length, True, max(1, args.repeats // 2), args.device)
                 train = f"{seconds:.3f}"
-        except Exception as err:  # noqa: BLE001 - a candidate that fails is reported, not fatal
+        except Exception as err:  # a candidate that fails is reported, not fatal
             print(f"| {name} | failed: {type(err).__name__}: {err} | | |")
             continue
         if out is None:

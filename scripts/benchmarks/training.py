@@ -26,15 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
+from _measure import alternate, median_ratio, peak_memory_mb, reset_peak_memory
 
 from aeromamba.allocator import keep_freed_memory
 from aeromamba.models import make_discriminator, make_generator
@@ -70,15 +70,6 @@ def make_solver(args: argparse.Namespace, discriminator: dict[str, int]) -> Solv
     )
 
 
-def timed_step(solver: Solver, lr: torch.Tensor, hr: torch.Tensor) -> tuple[float, float]:
-    """(wall, CPU) seconds of one training step."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    solver.train_step(lr, hr)
-    if lr.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def profile_step(solver: Solver, lr: torch.Tensor, hr: torch.Tensor, path: Path) -> None:
     """torch.profiler's table of one step, the 30 ops of most self CPU time, into `path`."""
     from torch.profiler import ProfilerActivity, profile
@@ -96,36 +87,23 @@ def measure(args: argparse.Namespace) -> list[dict]:
     length = round(args.segment * 11025)
     lr = torch.randn(args.batch, 1, length, device=device) * 0.1
     hr = torch.randn(args.batch, 1, 4 * length, device=device) * 0.1
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for solver in solvers:
-        timed_step(solver, lr, hr)  # warm-up
-    times: list[list[tuple[float, float]]] = [[] for _ in solvers]
-    for _ in range(args.steps):
-        for solver, record in zip(solvers, times, strict=True):
-            record.append(timed_step(solver, lr, hr))
+    reset_peak_memory(device)
+    steps = {index: partial(solver.train_step, lr, hr) for index, solver in enumerate(solvers)}
+    times = alternate(steps, args.steps, device)  # after one warm-up step each
     if args.profile:
         profile_step(solvers[0], lr, hr, args.profile)
+    walls = [[took.wall for took in times[index]] for index in steps]
     return [
         {
             "discriminator": setting,
             "discriminator_parameters": sum(p.numel() for p in solver.discriminator.parameters()),
-            "wall_s": statistics.median(wall for wall, _ in record),
-            "cpu_s": statistics.median(cpu for _, cpu in record),
-            "walls": [wall for wall, _ in record],
-            "relative": statistics.median(  # per alternation, to the first setting
-                wall / first for (wall, _), (first, _) in zip(record, times[0], strict=True)
-            ),
+            "wall_s": statistics.median(walls[index]),
+            "cpu_s": statistics.median(took.cpu for took in times[index]),
+            "walls": walls[index],
+            "relative": median_ratio(walls[index], walls[0]),  # per alternation, to the first
         }
-        for setting, solver, record in zip(settings, solvers, times, strict=True)
+        for index, (setting, solver) in enumerate(zip(settings, solvers, strict=True))
     ]
-
-
-def peak_memory(device: torch.device) -> float:
-    """Bytes: `max_memory_allocated` on CUDA, this process's peak RSS on the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def against(args: argparse.Namespace, argv: list[str]) -> None:
@@ -148,7 +126,8 @@ def against(args: argparse.Namespace, argv: list[str]) -> None:
             f"{name} {statistics.median(r[key] for r in results):.3f} s"
             for name, results in runs.items()
         )
-        ratio = statistics.median(b[key] / t[key] for b, t in zip(*runs.values(), strict=True))
+        baseline, this_tree = ([r[key] for r in results] for results in runs.values())
+        ratio = median_ratio(baseline, this_tree)
         print(f"median {what} seconds per step: {medians}; baseline / this tree {ratio:.2f}x")
 
 
@@ -188,9 +167,9 @@ def main() -> None:
     if not args.system_malloc:
         keep_freed_memory()  # as train.py
     results = measure(args)
-    peak = peak_memory(torch.device(args.device))
+    peak = peak_memory_mb(args.device)
     if args.json:
-        print(json.dumps({**results[0], "peak_mb": peak / 2**20}))
+        print(json.dumps({**results[0], "peak_mb": peak}))
         return
     for result in results:
         setting = ",".join(f"{k}={v}" for k, v in result["discriminator"].items()) or "paper"
@@ -206,7 +185,7 @@ def main() -> None:
             f"median {result['wall_s']:.3f} s per step ({result['cpu_s']:.3f} CPU s) over "
             f"{args.steps} steps, {result['relative']:.2f}x the first's time"
         )
-    print(f"peak memory {peak / 2**20:.0f} MB")
+    print(f"peak memory {peak:.0f} MB")
 
 
 if __name__ == "__main__":

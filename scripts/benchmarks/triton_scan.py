@@ -12,10 +12,9 @@ D and gate included), after one pass that compiles. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _measure import median_seconds
 
 from aeromamba.ops.triton_scan import Tile, selective_scan_triton
 
@@ -45,17 +44,13 @@ def layer_inputs(sequences: int, d_inner: int, length: int) -> dict[str, torch.T
 
 
 def seconds(tile: Tile, layers: list[dict[str, torch.Tensor]], repeats: int) -> float:
-    """Median time of forward + backward over all layers."""
-    times = []
-    for attempt in range(repeats + 1):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
+    """Median time of forward + backward over all layers, after one pass that compiles."""
+
+    def passes() -> None:
         for inputs in layers:
             selective_scan_triton(**inputs, delta_softplus=True, tile=tile).sum().backward()
-        torch.cuda.synchronize()
-        if attempt:  # the first pass compiles the kernels
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return median_seconds(passes, repeats, "cuda")
 
 
 def main() -> None:
@@ -75,7 +70,7 @@ def main() -> None:
         default = " (default)" * (tile == Tile())
         try:
             ms = f"{seconds(tile, layers, args.repeats) * 1e3:.2f}"
-        except Exception as err:  # noqa: BLE001 - a tile that fails is reported, not fatal
+        except Exception as err:  # a tile that fails is reported, not fatal
             ms = f"failed: {type(err).__name__}: {str(err)[:80]}"
         print(f"| {tile.block_d}{default} | {tile.chunk} | {tile.num_warps} | {ms} |")
 
