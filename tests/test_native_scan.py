@@ -8,13 +8,14 @@ import logging
 
 import pytest
 import torch
-from test_mamba import random_inputs, reference_scan
+from test_mamba import random_inputs
 
 from aeromamba.models import make_generator
 from aeromamba.ops import native_scan
 from aeromamba.ops import scan as mamba
 from aeromamba.ops.native_scan import native_scan_available
 from aeromamba.ops.scan import selective_scan
+from aeromamba.ops.scan_ref import selective_scan_ref
 
 needs_native = pytest.mark.skipif(
     not native_scan_available(), reason="no C compiler to build the native scan"
@@ -36,14 +37,6 @@ def core_inputs(length, batch, d_inner, d_state, seed=0, delta_scale=1.0):
     return inputs["u"], delta, inputs["A"], inputs["B"], inputs["C"]
 
 
-def reference_core(u, delta, A, B, C):
-    """y_t = <C_t, h_t> of the sequential reference (D = 0, no gate, Δ given)."""
-    zeros = torch.zeros(u.shape[1])
-    big = torch.full_like(u, 30.0)  # SiLU(30) = 30 to float precision: undo the gate below
-    inverse_softplus = torch.log(torch.expm1(delta))
-    return reference_scan(u, inverse_softplus, A, B, C, zeros, big, zeros) / 30.0
-
-
 @needs_native
 @pytest.mark.parametrize(
     "length,batch,d_inner,d_state",
@@ -53,7 +46,7 @@ def test_native_scan_matches_sequential_reference(length, batch, d_inner, d_stat
     u, delta, A, B, C = core_inputs(length, batch, d_inner, d_state)
     y = native_scan.native_scan(u, delta, A, B, C)
     assert y is not None and y.shape == u.shape and y.dtype == torch.float32
-    expected = reference_core(u.double(), delta.double(), A.double(), B.double(), C.double())
+    expected = selective_scan_ref(u.double(), delta.double(), A.double(), B.double(), C.double())
     assert torch.allclose(y.double(), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -66,7 +59,7 @@ def test_native_scan_with_gate_is_mambas_output(length):
     y = native_scan.native_scan(
         inputs["u"], delta, inputs["A"], inputs["B"], inputs["C"], inputs["D"], inputs["z"]
     )
-    expected = reference_scan(**{k: v.double() for k, v in inputs.items()})
+    expected = selective_scan_ref(**{k: v.double() for k, v in inputs.items()}, delta_softplus=True)
     assert y.shape == inputs["u"].shape and torch.isfinite(y).all()
     assert torch.allclose(y.double(), expected, atol=1e-5, rtol=1e-5)
     core = native_scan.native_scan(inputs["u"], delta, inputs["A"], inputs["B"], inputs["C"])
@@ -90,7 +83,7 @@ def test_native_scan_clamps_fast_decays_to_zero_like_the_reference():
     u, delta, A, B, C = core_inputs(50, 2, 4, 16, delta_scale=200.0)
     y = native_scan.native_scan(u, delta, A, B, C)
     assert torch.isfinite(y).all()
-    expected = reference_core(u.double(), delta.double(), A.double(), B.double(), C.double())
+    expected = selective_scan_ref(u.double(), delta.double(), A.double(), B.double(), C.double())
     assert torch.allclose(y.double(), expected, atol=1e-4, rtol=1e-5)
 
 
@@ -172,7 +165,9 @@ def test_falls_back_when_the_compiler_fails(monkeypatch, fresh_library, caplog):
     inputs = random_inputs(30, batch=1, d_inner=2, d_state=16)
     with torch.no_grad():
         y = selective_scan(**inputs)  # the PyTorch scan answers instead
-    assert torch.allclose(y, reference_scan(**inputs), atol=1e-5, rtol=1e-5)
+    assert torch.allclose(
+        y, selective_scan_ref(**inputs, delta_softplus=True), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_falls_back_without_a_compiler(monkeypatch, fresh_library):

@@ -3,7 +3,8 @@
     python scripts/benchmarks/scan.py [--seconds 10] [--repeats 3] [--compile] [--device cuda]
 
 Candidates (all float32, same mathematics as `aeromamba.ops.selective_scan`):
-- `step`: one time step per iteration, vectorised over batch, channels and state;
+- `step`: the reference `selective_scan_ref`, one time step per iteration, vectorised over
+  batch, channels and state;
 - `blocked`: the project's scan (time blocks, in-place recurrence, recomputing backward);
 - `chunked-log`: per chunk, h_t = e^{S_t} (h_0 + Σ_s e^{-S_s} b_s) with S the cumulative
   log-decay, evaluated with cumsum (no Python loop inside a chunk), float64 inside a chunk;
@@ -33,23 +34,11 @@ from torch import Tensor
 from aeromamba.allocator import keep_freed_memory
 from aeromamba.ops.native_scan import native_scan
 from aeromamba.ops.scan import block_scan
+from aeromamba.ops.scan_ref import selective_scan_ref
 from aeromamba.ops.triton_scan import launch_scan, triton_scan_available
 
 SHAPES = [(64, 24), (16, 48), (8, 96), (4, 192)]
 D_STATE = 16
-
-
-def scan_step(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
-    """One time step per iteration; states kept for autograd."""
-    decay = torch.exp(delta.transpose(1, 2)[..., None] * A)
-    drive = (delta * u).transpose(1, 2)[..., None] * B.transpose(1, 2)[:, :, None, :]
-    h = torch.zeros_like(decay[:, 0])
-    ys = []
-    # unbind, not indexing: the backward of x[:, t] would build a full-size gradient per step
-    for a, b, c in zip(decay.unbind(1), drive.unbind(1), C.unbind(2), strict=True):
-        h = a * h + b
-        ys.append(torch.einsum("bdn,bn->bd", h, c))
-    return torch.stack(ys, dim=-1)
 
 
 def scan_chunked_log(
@@ -170,7 +159,7 @@ def main() -> None:
     length = int(args.seconds * 11025 / 64) + 1
     # name → (scan, whether it can be trained through)
     candidates: dict[str, tuple[Callable, bool]] = {
-        "step": (scan_step, True),
+        "step": (selective_scan_ref, True),
         "blocked (project, training)": (block_scan, True),
         "chunked-log": (scan_chunked_log, True),
         "parallel": (scan_parallel, True),
@@ -185,7 +174,7 @@ def main() -> None:
         candidates["compiled block body"] = (compiled_block_scan(), False)
         candidates["blocked + compile"] = (torch.compile(block_scan, dynamic=True), True)
         # last: dynamo unrolls all L steps of this loop, a long compilation
-        candidates["step + compile"] = (torch.compile(scan_step, dynamic=True), True)
+        candidates["step + compile"] = (torch.compile(selective_scan_ref, dynamic=True), True)
     print(
         f"{length} frames ({args.seconds:g} s of 11.025 kHz audio), {args.device}, threads "
         f"{torch.get_num_threads()}\n"
