@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import train_argv
 
 from aeromamba.checkpoint import load_checkpoint
-from runs import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
+from tiny_runs import train_argv
 
 from aeromamba.checkpoint import CheckpointError, model_package, save_checkpoint
 from aeromamba.files import HOST
@@ -24,7 +25,6 @@ from aeromamba.training.config import ConfigError, check_config
 from aeromamba.training.distributed import World
 from aeromamba.training.logging import RunLogger
 from aeromamba.training.solver import Solver, TrainConfig
-from runs import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"channels": 8}

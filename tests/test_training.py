@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import train_argv
 
 from aeromamba.checkpoint import load_checkpoint, load_generator
-from runs import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # every test here trains in subprocesses (CI runs them)
