@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
+from script_loader import load_script
 
 from aeromamba.data import PairedSegments, music_clip, prepare_corpus, write_synthetic_corpus
 from aeromamba.errors import UsageError
@@ -164,3 +165,16 @@ def test_a_kind_can_be_oversampled(tmp_path: Path):
     more = PairedSegments(tmp_path / "prepared", "train", 1.0, pad=False, repeat={"piano": 3})
     groups = [more.group(i) for i in range(len(more))]
     assert len(plain) == 6 and groups.count("piano") == 9 and groups.count("produced") == 3
+
+
+def test_prepare_script_errors_are_one_line(tmp_path: Path, capsys):
+    main = load_script("scripts/prepare_data.py").main
+    _write(tmp_path / "raw" / "a.wav")
+    for argv in (
+        [str(tmp_path / "missing"), str(tmp_path / "out")],
+        [str(tmp_path / "raw"), str(tmp_path / "raw" / "out")],
+        [str(tmp_path / "raw"), str(tmp_path / "out"), "--valid-ratio", "0.9"],
+    ):
+        assert main(argv + ["--workers", "1"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
