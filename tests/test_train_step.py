@@ -90,3 +90,21 @@ def test_train_step_computes_the_gradients_of_the_plain_recipe(adversarial):
             assert torch.allclose(value.grad, other.grad, rtol=1e-4, atol=1e-5 * scale), key
         moved = [not torch.equal(w, s) for (_, w), s in zip(weights, start[name], strict=True)]
         assert any(moved) == (name == "generator" or adversarial), name
+
+
+def test_adversarial_schedule_stft_then_discriminator_warmup_then_gan():
+    solver = small_solver(adversarial=True)
+    solver.cfg.adversarial_start, solver.cfg.discriminator_warmup = 1, 1
+    torch.manual_seed(1)
+    lr, hr = torch.randn(2, 1, 2048) * 0.1, torch.randn(2, 1, 8192) * 0.1
+    d_before = {k: v.clone() for k, v in solver.discriminator.state_dict().items()}
+    seen = []
+    for step in range(3):
+        solver.step = step
+        seen.append(sorted(solver.train_step(lr, hr)))
+        d_now = solver.discriminator.state_dict()
+        d_moved = any(not torch.equal(d_now[k], d_before[k]) for k in d_before)
+        assert d_moved == (step >= 1), step  # the discriminator trains from adversarial_start
+    assert seen[0] == ["grad_norm_g", "mrstft"]
+    assert seen[1] == ["discriminator", "grad_norm_d", "grad_norm_g", "mrstft"]
+    assert "adversarial" in seen[2] and "features" in seen[2]

@@ -43,6 +43,8 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     adversarial: bool = True
+    adversarial_start: int = 0
+    discriminator_warmup: int = 0
     lambda_features: float = 100.0
     eval_every: int = 1
     valid_metric: str = "lsd"
@@ -124,6 +126,8 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
         ("beta1", cfg.beta1, _fraction, "in [0, 1)"),
         ("beta2", cfg.beta2, _fraction, "in [0, 1)"),
         ("lambda_features", cfg.lambda_features, _non_negative, "a number >= 0"),
+        ("adversarial_start", cfg.adversarial_start, _int_from(0), "a whole number >= 0"),
+        ("discriminator_warmup", cfg.discriminator_warmup, _int_from(0), "a whole number >= 0"),
         ("eval_every", cfg.eval_every, _int_from(1), "a whole number >= 1"),
         ("num_workers", cfg.num_workers, _int_from(0), "a whole number >= 0"),
         ("max_steps_per_epoch", cfg.max_steps_per_epoch, _optional(_int_from(1)), "null or >= 1"),

@@ -272,6 +272,7 @@ class Solver:
         if total == 0:
             raise RuntimeError("no training batch: the training set is smaller than a batch")
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}  # the GAN terms exist only from `adversarial_start` on
         bar = tqdm(
             loader,
             total=total,
@@ -286,13 +287,19 @@ class Solver:
             self.step += 1
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
             bar.set_postfix(mrstft=f"{stats['mrstft']:.3f}")
             if self.world.is_main:
                 self.logger.step(stats, self.step)
-        return {k: mean_across(v / total, self.world, self.device) for k, v in sums.items()}
+        return {k: mean_across(v / counts[k], self.world, self.device) for k, v in sums.items()}
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         """One generator step, then one discriminator step, on a batch (lr, hr).
+
+        Before step `adversarial_start` the generator learns from the STFT loss alone and the
+        discriminator not at all; for `discriminator_warmup` steps after it the discriminator
+        learns while the generator still ignores it (a fresh discriminator's gradients would
+        only damage a trained generator).
 
         The discriminator's parameters do not change during the generator step, and its
         step sees the same real and generated clips, so one discriminator forward pass over
@@ -304,29 +311,33 @@ class Solver:
         (the real features enter its loss detached).
         """
         stats: dict[str, float] = {}
+        gan = self.cfg.adversarial and self.step >= self.cfg.adversarial_start
+        g_gan = gan and self.step >= self.cfg.adversarial_start + self.cfg.discriminator_warmup
         with self._autocast():
             fake = self.g_model(lr)
             loss = self.stft_loss(fake, hr)
             stats["mrstft"] = loss.item()
-            if self.cfg.adversarial:
-                real_feats, fake_feats = self.d_model(hr), self.d_model(fake)
+            if gan:  # during the warm-up the discriminator learns on its own
+                real_feats = self.d_model(hr)
+                fake_feats = self.d_model(fake if g_gan else fake.detach())
+                d_loss = discriminator_loss(real_feats, fake_feats)
+            if g_gan:
                 adv = generator_adversarial_loss(fake_feats)
                 feat = feature_matching_loss(real_feats, fake_feats, self.cfg.lambda_features)
                 loss = loss + adv + feat
                 stats["adversarial"], stats["features"] = adv.item(), feat.item()
-                d_loss = discriminator_loss(real_feats, fake_feats)
         self._check("generator", loss)
-        if self.cfg.adversarial:
+        if gan:
             self._check("discriminator", d_loss)
             # first, keeping the graph: the generator's pass below then frees all of it
             self.opt_d.zero_grad(set_to_none=True)
-            self._backward(d_loss, self.discriminator, retain_graph=True)
+            self._backward(d_loss, self.discriminator, retain_graph=g_gan)
         self.opt_g.zero_grad(set_to_none=True)
         self._backward(loss, self.generator)
         self.scaler.unscale_(self.opt_g)
         stats["grad_norm_g"] = _grad_norm(self.generator)
         self.scaler.step(self.opt_g)
-        if self.cfg.adversarial:
+        if gan:
             self.scaler.unscale_(self.opt_d)
             stats["grad_norm_d"] = _grad_norm(self.discriminator)
             self.scaler.step(self.opt_d)
