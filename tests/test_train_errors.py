@@ -241,3 +241,11 @@ def test_a_new_selection_metric_starts_best_afresh(tmp_path: Path):
     history = solver.train()
     assert history[-1]["best"] and solver.best["metric"] == "lsd_hf"
     assert (tmp_path / "best.pt").is_file()
+
+
+def test_the_campaign_recipe_composes_and_is_valid(monkeypatch):
+    monkeypatch.chdir(ROOT)  # its continue_from is relative to the checkout
+    cfg = _config("recipe=cpu_campaign")
+    check_config(cfg)
+    assert (cfg.dset.name, cfg.experiment.aero.channels, cfg.adversarial) == ("campaign", 16, True)
+    assert cfg.adversarial_start > 0 and cfg.valid_metric == "lsd_hf"
