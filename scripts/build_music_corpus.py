@@ -27,6 +27,8 @@ Usage::
 
     python scripts/build_music_corpus.py data/music_raw --minutes 75 --seed 0 --workers 2
     python scripts/build_music_corpus.py data/music_raw --example examples
+    python scripts/build_music_corpus.py data/piano_raw --minutes 60 --seed 1 \
+        --arrangement piano --synthetic-minutes 0        # a solo-piano corpus
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from aeromamba.data.rendered import (
     check_requirements,
     load_catalogue,
 )
+from aeromamba.data.rendered.catalogue import KINDS as ARRANGEMENTS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--example-only", action="store_true", help="write only the --example clip, no corpus"
     )
     parser.add_argument("--catalogue", type=Path, help="catalogue YAML (default: the shipped one)")
+    parser.add_argument(
+        "--arrangement",
+        choices=ARRANGEMENTS,
+        help="arrange every piece this way (e.g. piano: a solo-piano corpus); default: the"
+        " catalogue's chances per kind of music",
+    )
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.max_seconds_per_piece < 5 or args.workers < 1:
         parser.error("--minutes must be > 0, --max-seconds-per-piece >= 5, --workers >= 1")
@@ -82,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         catalogue = load_catalogue(args.catalogue)
+        if args.arrangement:
+            catalogue = catalogue.arranged_as(args.arrangement)
         sf2 = check_requirements(catalogue.soundfonts)
     except (CatalogueError, SetupError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -121,3 +121,20 @@ def test_missing_file_and_clash_are_refused(tmp_path):
     (music / "sources.json").write_text(json.dumps(data))
     with pytest.raises(MixError, match="would both be train/piano/same.wav"):
         mix_corpora(music, recordings, tmp_path / "out")
+
+
+def test_several_rendered_corpora_mix_in(tmp_path):
+    """A solo-piano corpus beside the main one: both laid out, each sources file kept, and two
+    corpora with one folder name refused."""
+    music = fake_music(tmp_path / "music", [("train/a.wav", "band", 60.0)])
+    piano = fake_music(tmp_path / "piano", [("train/b.wav", "piano", 120.0)])
+    recordings = fake_recordings(tmp_path / "rec", [])
+    out = tmp_path / "campaign"
+    table = mix_corpora([music, piano], recordings, out)
+    assert table["train"]["piano"] == (1, 2.0) and table["train"]["ensemble"] == (1, 1.0)
+    assert (out / "train/piano/b.wav").samefile(piano / "train/b.wav")
+    assert (out / "music_sources.json").is_file() and (out / "music_sources.piano.json").is_file()
+    assert "`" + str(piano) + "`" in (out / "SOURCES.md").read_text()
+    other = fake_music(tmp_path / "other" / "music", [("train/c.wav", "piano", 1.0)])
+    with pytest.raises(MixError, match="distinct folder names"):
+        mix_corpora([music, other], recordings, tmp_path / "out2")

@@ -68,6 +68,21 @@ def test_arrangement_chances_compare_as_written():
     assert chorale.arrangement(0.9999) == "ensemble"
 
 
+def test_arranged_as_fixes_every_piece_s_arrangement():
+    """A solo-piano corpus (build_music_corpus.py --arrangement piano): every category, every
+    draw, piano; the rest of the catalogue (weights, splits) unchanged."""
+    piano = CAT.arranged_as("piano")
+    draws = [c.arrangement(r) for c in piano.categories.values() for r in (0.0, 0.5, 0.9999)]
+    assert set(draws) == {"piano"}
+    assert {n: c.weight for n, c in piano.categories.items()} == {
+        n: c.weight for n, c in CAT.categories.items()
+    }
+    assert piano.collections == CAT.collections
+    assert CAT.categories["quartet"].arrangement(0.0) == "strings"  # the original is untouched
+    with pytest.raises(CatalogueError, match="unknown arrangement 'harp'"):
+        CAT.arranged_as("harp")
+
+
 def _fake_corpus(root: Path) -> None:
     for rel in (
         "bach/bwv1.6.mxl",

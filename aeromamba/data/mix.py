@@ -6,10 +6,12 @@ Layout (the kind is the first folder below the split; data preparation reads it 
     OUT/{train,valid,test}/ensemble/*.wav   every other render (strings, ensemble, band)
     OUT/{train,valid,test}/produced/*.wav   decoded recordings (aeromamba.data.recordings)
     OUT/music_sources.json  OUT/recordings.json  OUT/SOURCES.md
+    OUT/music_sources.NAME.json                 each further rendered corpus's (folder NAME)
 
-Files are hard links to the two corpora (copies where linking fails, e.g. across file
-systems), so the layout costs no space. Splits are the corpora's own: the renders are split by
-piece and collection (scripts/build_music_corpus.py), the recordings by package or album.
+Files are hard links to the corpora (copies where linking fails, e.g. across file systems),
+so the layout costs no space. More than one rendered corpus may be mixed in (e.g. a solo-piano
+one: scripts/build_music_corpus.py --arrangement piano). Splits are the corpora's own: the
+renders are split by piece and collection, the recordings by package or album.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,10 +112,18 @@ def place(source: Path, dest: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
-def mix_corpora(music: Path, recordings: Path, out: Path) -> Table:
-    """Lay out OUT from the two corpora (see the module docstring); remove WAVs of OUT that
-    are no longer listed. Returns {split: {kind: (files, minutes)}}."""
-    entries = music_entries(Path(music)) + recording_entries(Path(recordings))
+def mix_corpora(music: Path | Sequence[Path], recordings: Path, out: Path) -> Table:
+    """Lay out OUT from the rendered corpora `music` and the recordings (see the module
+    docstring); remove WAVs of OUT that are no longer listed. Returns
+    {split: {kind: (files, minutes)}}."""
+    musics = [Path(music)] if isinstance(music, (str, Path)) else [Path(m) for m in music]
+    copies = [(m / MUSIC_SOURCES, f"music_{MUSIC_SOURCES}") for m in musics[:1]]
+    copies += [(m / MUSIC_SOURCES, f"music_sources.{m.name}.json") for m in musics[1:]]
+    copies.append((Path(recordings) / RECORDINGS, RECORDINGS))
+    if len({m.name for m in musics}) < len(musics):
+        names = ", ".join(map(str, musics))
+        raise MixError(f"rendered corpora need distinct folder names: {names}")
+    entries = [e for m in musics for e in music_entries(m)] + recording_entries(Path(recordings))
     seen: dict[str, Path] = {}
     for entry in entries:
         if entry.dest in seen:
@@ -125,16 +136,12 @@ def mix_corpora(music: Path, recordings: Path, out: Path) -> Table:
         for wav in sorted(out.glob(f"{split}/*/*.wav")):
             if wav.relative_to(out).as_posix() not in seen:
                 wav.unlink()
-    copies = (
-        (Path(music) / MUSIC_SOURCES, f"music_{MUSIC_SOURCES}"),
-        (Path(recordings) / RECORDINGS, RECORDINGS),
-    )
     for source, name in copies:
         with atomic_path(out / name) as tmp:
             shutil.copyfile(source, tmp)
     result = tally(entries)
     with atomic_path(out / "SOURCES.md") as tmp:
-        tmp.write_text(sources_markdown(result, Path(music), Path(recordings)))
+        tmp.write_text(sources_markdown(result, musics, Path(recordings)))
     return result
 
 
@@ -147,15 +154,16 @@ def tally(entries: list[Entry]) -> Table:
     return table
 
 
-def sources_markdown(table: Table, music: Path, recordings: Path) -> str:
-    """The combined SOURCES.md: the layout's table, then both corpora's own SOURCES.md."""
+def sources_markdown(table: Table, musics: list[Path], recordings: Path) -> str:
+    """The combined SOURCES.md: the layout's table, then each corpus's own SOURCES.md."""
+    rendered = ", ".join(f"`{m}`" for m in musics)
     lines = [
         "# Campaign corpus: sources",
         "",
         "Hard links to two corpora; the kind is the folder below each split.",
         "",
-        f"- piano, ensemble: music21 scores rendered with FluidSynth, from `{music}`"
-        f" (every file in music_{MUSIC_SOURCES})",
+        f"- piano, ensemble: music21 scores rendered with FluidSynth, from {rendered}"
+        " (every file in the music_sources*.json files)",
         f"- produced: recordings from Debian game-music packages, from `{recordings}`"
         f" (every file, used or not, in {RECORDINGS})",
         "",
@@ -165,7 +173,7 @@ def sources_markdown(table: Table, music: Path, recordings: Path) -> str:
     for split in SPLITS:
         cells = [f"{table[split][k][0]} files, {table[split][k][1]:.1f} min" for k in KINDS]
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
-    for root in (music, recordings):
+    for root in (*musics, recordings):
         own = root / "SOURCES.md"
         if own.is_file():
             # one level down: its headings become sections of this file

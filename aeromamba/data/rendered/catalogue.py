@@ -15,7 +15,7 @@ import os
 import random
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,15 @@ class Catalogue:
         held = {c.name: c.split for c in self.collections.values() if c.split in SPLITS[1:]}
         held |= {r.prefix: r.split for r in self.paths if r.split in SPLITS[1:]}
         return dict(sorted(held.items(), key=lambda item: (SPLITS.index(item[1]), item[0])))
+
+    def arranged_as(self, kind: str) -> Catalogue:
+        """This catalogue with every piece arranged as `kind` (e.g. a solo-piano corpus)."""
+        if kind not in KINDS:
+            raise CatalogueError(f"unknown arrangement {kind!r}; choose from {', '.join(KINDS)}")
+        categories = {
+            name: replace(c, arrangements=((kind, 1.0),)) for name, c in self.categories.items()
+        }
+        return replace(self, categories=categories)
 
 
 def _cumulative(shares: dict[str, float]) -> tuple[tuple[str, float], ...]:
