@@ -47,7 +47,7 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 def main(cfg: DictConfig) -> int:
     from aeromamba.checkpoint import load_generator
     from aeromamba.devices import configure_cpu
-    from aeromamba.enhance import check_chunking, try_compile
+    from aeromamba.enhance import check_band_cap, check_chunking, try_compile
     from aeromamba.inference import output_path, predict_files
 
     try:
@@ -55,6 +55,7 @@ def main(cfg: DictConfig) -> int:
     except ValueError as err:  # threads=
         raise UsageError(str(err)) from err
     check_chunking(cfg.chunk, cfg.overlap)
+    check_band_cap(cfg.band_cap)
     device = device_option(cfg.device)
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
@@ -79,6 +80,7 @@ def main(cfg: DictConfig) -> int:
         keep_lowband=cfg.keep_lowband,
         subtype=cfg.subtype,
         amp=cfg.amp,
+        band_cap=cfg.band_cap,
     )
     print(summary.report())
     if example and summary.done:

@@ -29,7 +29,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "aeromamba
 _PREDICT = OmegaConf.load(Path(__file__).resolve().parent / "conf" / "predict.yaml")
 OUTPUTS = {
     "network": {"keep_lowband": False},
-    "predict": {"keep_lowband": bool(_PREDICT.keep_lowband)},
+    "predict": {"keep_lowband": bool(_PREDICT.keep_lowband), "band_cap": _PREDICT.band_cap},
 }
 
 

@@ -36,6 +36,7 @@ from aeromamba.enhance import (
     OptionError,
     band_energy,
     check_amp,
+    check_band_cap,
     check_chunking,
     chunk_plan,
     iter_enhance,
@@ -125,6 +126,7 @@ def predict_file(
     keep_lowband: bool = False,
     subtype: str | None = None,
     amp: str = "none",
+    band_cap: float | None = None,
 ) -> float:
     """Upsample one file to `target` (its suffix picks the format; `subtype` None keeps the
     input's where it can, see `output_format`), written block by block to a temporary name
@@ -140,7 +142,7 @@ def predict_file(
     except OSError as err:
         raise AudioError(f"{target.parent}: cannot create the output folder ({err})") from err
     chunks = len(chunk_plan(lr.shape[-1], model.lr_sr, chunk, overlap)[2])
-    blocks = iter_enhance(model, lr, chunk, overlap, batch_size, keep_lowband, amp)
+    blocks = iter_enhance(model, lr, chunk, overlap, batch_size, keep_lowband, amp, band_cap)
     clip = subtype not in ("FLOAT", "DOUBLE")  # integer and lossy formats cannot exceed ±1
     written, peak, clipped = 0, 0.0, 0
     with (
@@ -223,12 +225,13 @@ def predict_files(
     """Upsample a file or every file under a folder into `output` (same relative layout;
     keyword `options` of `predict_file`). Failures are collected and the other files go on.
     Raises OptionError, before any file, for an output format soundfile cannot write, chunks
-    out of range (`check_chunking`), or an `amp` that is unknown or that the model's device
-    cannot compute natively (`check_amp`). Stale temporaries of killed runs under `output`
-    are removed (`aeromamba.files`)."""
+    out of range (`check_chunking`), a `band_cap` that is no number, or an `amp` that is
+    unknown or that the model's device cannot compute natively (`check_amp`). Stale
+    temporaries of killed runs under `output` are removed (`aeromamba.files`)."""
     output_format(suffix, options.get("subtype"))
     check_chunking(options.get("chunk", MIN_CHUNK), options.get("overlap", 0.0))  # absent: fine
     check_amp(options.get("amp", "none"), model_device(model))
+    check_band_cap(options.get("band_cap"))
     input_root, output = Path(input), Path(output)
     if output.is_dir():
         remove_stale_temporaries(output, "**/.*.tmp")

@@ -66,7 +66,7 @@ def test_timing_tells_wall_from_cpu_seconds() -> None:
         stop = time.process_time() + 0.05
         while time.process_time() < stop:
             pass
-    # one busy thread: its CPU seconds match its wall seconds (the two clocks tick apart by microseconds)
+    # one busy thread: its CPU seconds match its wall seconds (the clocks tick microseconds apart)
     assert worked.cpu >= 0.05 and worked.wall == pytest.approx(worked.cpu, rel=0.2)
 
 

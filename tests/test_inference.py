@@ -421,3 +421,49 @@ def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
     assert summary.done == [src / "a.wav"] and summary.skipped == [src / "b.wav"]
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in kept)
+
+
+def _band_db(x: np.ndarray, low: float, high: float, sr: int = 44100) -> float:
+    power = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / sr)
+    return float(10 * np.log10(power[(freqs >= low) & (freqs < high)].mean()))
+
+
+def _shaped_noise(seconds: float, gain_db, seed: int, sr: int = 44100) -> np.ndarray:
+    """White noise through a spectral gain `gain_db(freqs)`."""
+    noise = np.random.default_rng(seed).standard_normal(int(seconds * sr))
+    freqs = np.fft.rfftfreq(len(noise), 1 / sr)
+    shaped = np.fft.irfft(np.fft.rfft(noise) * 10 ** (gain_db(freqs) / 20), n=len(noise))
+    return (0.05 * shaped / shaped.std()).astype(np.float32)
+
+
+def test_band_cap_attenuates_a_flat_tail_on_dark_audio_and_spares_a_natural_slope():
+    """A dark input (falling 24 dB an octave up to 5 kHz) under a flat tail 20 dB above it:
+    the tail comes down to within a few dB of the extended slope, the band below the
+    crossover stays as it was. Pink noise (-3 dB an octave throughout) is left nearly alone."""
+    octaves = lambda f: np.log2(np.maximum(f, 1000.0) / 2000.0)  # noqa: E731
+    dark = lambda f: np.where(f < 5000, -24 * octaves(f), -24 * octaves(5000.0) + 20)  # noqa: E731
+    tail = _shaped_noise(4.0, dark, seed=1)
+    capped = enhance_module.cap_band(torch.from_numpy(tail)[None], 44100, 5512.5)[0].numpy()
+    expected = -24 * np.log2(8000 / 2000)  # the slope extended to 8 kHz, relative to 2 kHz
+    before = _band_db(tail, 7000, 9000) - _band_db(tail, 1800, 2200)
+    after = _band_db(capped, 7000, 9000) - _band_db(capped, 1800, 2200)
+    assert before > expected + 25 and abs(after - expected) < 6
+    assert abs(_band_db(capped, 1000, 4500) - _band_db(tail, 1000, 4500)) < 0.2
+    pink = _shaped_noise(4.0, lambda f: -3 * octaves(f), seed=2)
+    spared = enhance_module.cap_band(torch.from_numpy(pink)[None], 44100, 5512.5)[0].numpy()
+    for low, high in ((6000, 8000), (8000, 12000), (12000, 20000)):
+        assert _band_db(pink, low, high) - _band_db(spared, low, high) < 1.5
+
+
+def test_band_cap_never_raises_and_is_an_option_of_predict(model):
+    hr = music_clip(3.0, 44100, seed=7)
+    lr = torch.from_numpy(resample(hr[None], 44100, 11025))
+    plain = enhance(model, lr, keep_lowband=True)[0].numpy()
+    capped = enhance(model, lr, keep_lowband=True, band_cap=0.0)[0].numpy()
+    for low, high in ((6000, 10000), (10000, 20000)):
+        assert _band_db(capped, low, high) <= _band_db(plain, low, high) + 0.1
+    with pytest.raises(enhance_module.OptionError, match="band_cap must be a number"):
+        enhance_module.check_band_cap("loud")
+    with pytest.raises(enhance_module.OptionError, match="band_cap"):
+        predict_files(model, "missing.wav", "out", band_cap=float("nan"))
