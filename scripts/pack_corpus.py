@@ -38,6 +38,8 @@ import numpy as np
 import soundfile as sf
 
 from aeromamba.audio import list_audio_files
+from aeromamba.data import prepare
+from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 
 SPLITS = ("train", "valid")
@@ -244,9 +246,10 @@ def check_locations(src: Path, dest: Path) -> str | None:
         return f"{src}: no such folder"
     if not any((src / split).is_dir() for split in SPLITS):
         return f"{src}: no {' or '.join(f'{s}/' for s in SPLITS)} folder"
-    src_r, dest_r = src.resolve(), dest.resolve()
-    if dest_r == src_r or src_r in dest_r.parents or dest_r in src_r.parents:
-        return f"{dest}: must lie outside {src} (and {src} outside it)"
+    try:
+        prepare.check_locations(src, dest)
+    except UsageError as err:
+        return str(err)
     return None
 
 
