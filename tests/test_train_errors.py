@@ -247,5 +247,8 @@ def test_the_campaign_recipe_composes_and_is_valid(monkeypatch):
     monkeypatch.chdir(ROOT)  # its continue_from is relative to the checkout
     cfg = _config("recipe=cpu_campaign")
     check_config(cfg)
-    assert (cfg.dset.name, cfg.experiment.aero.channels, cfg.adversarial) == ("campaign", 16, True)
-    assert cfg.adversarial_start > 0 and cfg.valid_metric == "lsd_hf"
+    assert (cfg.dset.name, cfg.experiment.aero.channels, cfg.adversarial) == ("campaign", 16, False)
+    assert cfg.valid_metric == "lsd_hf"
+    gan = _config("recipe=cpu_campaign", "adversarial=true")  # the documented GAN schedule
+    check_config(gan)
+    assert gan.adversarial and gan.adversarial_start > 0 and gan.discriminator_warmup > 0
