@@ -68,7 +68,8 @@ def cap_band(
     """
     n_fft, hop = CAP_FFT, CAP_FFT // 4
     window = torch.hann_window(n_fft, device=audio.device)
-    spec = torch.stft(audio, n_fft, hop, window=window, return_complex=True)  # (C, F, T)
+    # zero padding at the ends (reflection needs more than n_fft/2 samples: short inputs exist)
+    spec = torch.stft(audio, n_fft, hop, window=window, pad_mode="constant", return_complex=True)
     power = spec.abs() ** 2
     frames = max(1, round(smooth * sr / hop))
     power = nn.functional.avg_pool1d(power, frames, 1, frames // 2, count_include_pad=False)

@@ -463,6 +463,9 @@ def test_band_cap_never_raises_and_is_an_option_of_predict(model):
     capped = enhance(model, lr, keep_lowband=True, band_cap=0.0)[0].numpy()
     for low, high in ((6000, 10000), (10000, 20000)):
         assert _band_db(capped, low, high) <= _band_db(plain, low, high) + 0.1
+    for samples in (1, 441, 1024):  # down to the shortest input predict takes, and below
+        tiny = torch.randn(2, samples)
+        assert enhance_module.cap_band(tiny, 44100, 5512.5).shape == (2, samples)
     with pytest.raises(enhance_module.OptionError, match="band_cap must be a number"):
         enhance_module.check_band_cap("loud")
     with pytest.raises(enhance_module.OptionError, match="band_cap"):
