@@ -14,8 +14,11 @@ the budget is cut to fit, then the split is full. FLAC bytes plus pack.json stay
 A piece whose peak exceeds full scale (float sources) is scaled down rather than clipped.
 Unreadable, non-finite and too short files are skipped and listed at the end.
 
-Rerunning into the same DEST replaces the packed files and removes FLAC files of the split
-folders that the new pack does not list; other files there (a start.pt) are kept.
+DEST must be new, empty or an earlier pack (it holds that pack's pack.json). Rerunning into an
+earlier pack replaces its files and removes those of its files (as its pack.json lists them)
+that the new pack does not write; every other file there (a start.pt, the user's own) is kept.
+pack.json is written before the FLAC files too, listing them as pending, so an interrupted
+pack is still recognised as one.
 
 Usage::
 
@@ -212,12 +215,58 @@ def entry(piece: Piece, split: str, src: Path) -> dict:
     }
 
 
-def remove_stale(dest: Path, written: set[Path]) -> list[Path]:
-    """Delete the FLAC files of DEST's split folders that this pack did not write."""
-    stale = [p for split in SPLITS for p in (dest / split).rglob("*.flac") if p not in written]
-    for path in stale:
+def packed_path(dest: Path, name: object) -> Path:
+    """DEST's file of pack.json's `name`: a relative path below a split folder ending .flac;
+    ValueError for any other."""
+    relative = Path(name) if isinstance(name, str) else None
+    if (
+        relative is None
+        or relative.is_absolute()
+        or ".." in relative.parts
+        or len(relative.parts) < 2
+        or relative.parts[0] not in SPLITS
+        or relative.suffix != ".flac"
+    ):
+        raise ValueError(f"it lists {name!r}, not a FLAC file of a split folder")
+    return dest / relative
+
+
+def previous_pack(dest: Path) -> set[Path]:
+    """The files an earlier pack wrote into `dest` (none for a new or empty folder); UsageError
+    for a folder that is not empty and holds no pack.json of this script."""
+    if not dest.exists() or not any(dest.iterdir()):
+        return set()
+    manifest = dest / "pack.json"
+    if not manifest.is_file():
+        raise UsageError(
+            f"{dest}: not empty and no pack.json of an earlier pack in it; files in it could "
+            f"be overwritten, choose a new or empty folder"
+        )
+    try:
+        content = json.loads(manifest.read_text())
+        names = [record["file"] for record in content["files"]] + content.get("pending", [])
+        return {packed_path(dest, name) for name in names}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(
+            f"{manifest}: not a pack.json of this script ({err}); choose a new or empty folder"
+        ) from err
+
+
+def write_pack_json(dest: Path, settings: dict, records: list[dict], pending: set[Path]) -> None:
+    """DEST/pack.json: the settings, the packed files and the files that may be half-way."""
+    content: dict = {"settings": settings, "files": records}
+    if pending:
+        content["pending"] = sorted(path.relative_to(dest).as_posix() for path in pending)
+    with atomic_path(dest / "pack.json") as tmp:
+        tmp.write_text(json.dumps(content, indent=1) + "\n")
+
+
+def remove_stale(stale: set[Path]) -> list[Path]:
+    """Delete the files of an earlier pack that this pack did not write."""
+    removed = sorted(path for path in stale if path.is_file() and not path.is_symlink())
+    for path in removed:
         path.unlink()
-    return stale
+    return removed
 
 
 def table(pieces: dict[str, list[Piece]], sources: dict[str, list[Source]]) -> list[str]:
@@ -246,6 +295,9 @@ def check_locations(src: Path, dest: Path) -> str | None:
         return f"{src}: no such folder"
     if not any((src / split).is_dir() for split in SPLITS):
         return f"{src}: no {' or '.join(f'{s}/' for s in SPLITS)} folder"
+    blocker = next((p for p in (dest, *dest.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{blocker}: a file, not a folder; DEST {dest} cannot be made"
     try:
         prepare.check_locations(src, dest)
     except UsageError as err:
@@ -271,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.excerpt_seconds < MIN_SECONDS:
         parser.error(f"--excerpt-seconds must be at least {MIN_SECONDS}")
     problem = check_locations(args.src, args.dest)
+    try:
+        earlier = set() if problem else previous_pack(args.dest)
+    except UsageError as err:
+        problem = str(err)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -293,16 +349,6 @@ def main(argv: list[str] | None = None) -> int:
             sources[split], split, int(budgets[split]), args.excerpt_seconds, MIN_SECONDS, args.seed
         )
         skipped += failed
-    records, written = [], set()
-    for split, packed in pieces.items():
-        for piece in packed:
-            record = entry(piece, split, args.src)
-            path = args.dest / record["file"]
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(piece.data)
-            records.append(record)
-            written.add(path)
-    stale = remove_stale(args.dest, written)
     settings = {
         "src": str(args.src),
         "mib": args.mib,
@@ -310,8 +356,17 @@ def main(argv: list[str] | None = None) -> int:
         "valid_share": args.valid_share,
         "excerpt_seconds": args.excerpt_seconds,
     }
-    with atomic_path(args.dest / "pack.json") as tmp:
-        tmp.write_text(json.dumps({"settings": settings, "files": records}, indent=1) + "\n")
+    packed = [
+        (piece, entry(piece, split, args.src)) for split, ps in pieces.items() for piece in ps
+    ]
+    records = [record for _, record in packed]
+    written = {args.dest / record["file"] for record in records}
+    write_pack_json(args.dest, settings, [], earlier | written)
+    for piece, record in packed:
+        with atomic_path(args.dest / record["file"]) as tmp:
+            tmp.write_bytes(piece.data)
+    stale = remove_stale(earlier - written)
+    write_pack_json(args.dest, settings, records, set())
     size = sum(path.stat().st_size for path in written) + (args.dest / "pack.json").stat().st_size
     minutes = sum(p.frames / p.source.rate for ps in pieces.values() for p in ps) / 60
     print(

@@ -176,3 +176,90 @@ def test_gpu_campaign_script_parses():
         ["bash", "-n", str(ROOT / "scripts" / "gpu_campaign.sh")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_rerun_removes_only_what_the_previous_pack_listed(src, tmp_path):
+    dest = tmp_path / "pack"
+    assert pack_corpus.main(_args(src, dest)) == 0
+    first = {dest / f["file"] for f in _files(dest)}
+    mine = dest / "train" / "piano" / "mine.flac"  # the user's file in a packed folder
+    mine.write_bytes(b"the only copy")
+    assert pack_corpus.main(_args(src, dest, "--seed", "1")) == 0
+    second = {dest / f["file"] for f in _files(dest)}
+    assert first - second, "the new pack leaves some of the first one out"
+    assert not any(path.exists() for path in first - second)
+    assert mine.read_bytes() == b"the only copy"
+
+
+def test_a_non_empty_folder_that_is_no_pack_is_refused(src, tmp_path, capsys):
+    dest = tmp_path / "music"
+    mine = dest / "train" / "piano" / "take1.flac"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"the only copy")
+    assert pack_corpus.main(_args(src, dest)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {dest}: ") and "pack.json" in error
+    assert len(error.strip().splitlines()) == 1
+    assert mine.read_bytes() == b"the only copy"
+    assert sorted(p.name for p in dest.rglob("*")) == ["piano", "take1.flac", "train"]
+
+
+@pytest.mark.parametrize(
+    "listed", ["../victim.flac", "train/../../victim.flac", "/abs/victim.flac", "notes.flac", 7]
+)
+def test_a_pack_json_listing_files_outside_the_pack_is_refused(src, tmp_path, capsys, listed):
+    dest = tmp_path / "pack"
+    assert pack_corpus.main(_args(src, dest)) == 0
+    victim = tmp_path / "victim.flac"
+    victim.write_bytes(b"the only copy")
+    (dest / "notes.flac").write_bytes(b"mine too")
+    manifest = json.loads((dest / "pack.json").read_text())
+    manifest["files"].append({"file": listed})
+    (dest / "pack.json").write_text(json.dumps(manifest))
+    assert pack_corpus.main(_args(src, dest, "--seed", "1")) == 2
+    error = capsys.readouterr().err
+    assert "pack.json" in error and len(error.strip().splitlines()) == 1
+    assert victim.read_bytes() == b"the only copy"
+    assert (dest / "notes.flac").read_bytes() == b"mine too"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"files": 3}', "[]"])
+def test_a_damaged_pack_json_is_refused(src, tmp_path, capsys, content):
+    dest = tmp_path / "pack"
+    assert pack_corpus.main(_args(src, dest)) == 0
+    (dest / "pack.json").write_text(content)
+    flacs = sorted(dest.rglob("*.flac"))
+    assert pack_corpus.main(_args(src, dest, "--seed", "1")) == 2
+    assert "pack.json" in capsys.readouterr().err
+    assert sorted(dest.rglob("*.flac")) == flacs
+
+
+def test_an_interrupted_pack_can_be_rerun(src, tmp_path, monkeypatch):
+    dest = tmp_path / "pack"
+    real = pack_corpus.atomic_path
+    calls = []
+
+    def dies_on_the_third_file(path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(pack_corpus, "atomic_path", dies_on_the_third_file)
+    with pytest.raises(KeyboardInterrupt):
+        pack_corpus.main(_args(src, dest))
+    monkeypatch.setattr(pack_corpus, "atomic_path", real)
+    assert pack_corpus.main(_args(src, dest, "--seed", "1")) == 0
+    assert set(dest.rglob("*.flac")) == {dest / f["file"] for f in _files(dest)}
+
+
+def test_a_destination_under_a_file_is_one_line(src, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine")
+    assert pack_corpus.main(_args(src, blocker / "pack")) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and str(blocker) in error
+    assert len(error.strip().splitlines()) == 1
+    assert blocker.read_text() == "mine"
+    assert pack_corpus.main(_args(src, blocker)) == 2
+    assert str(blocker) in capsys.readouterr().err
