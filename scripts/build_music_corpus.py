@@ -4,8 +4,8 @@
 Scores of the music21 corpus are arranged by seed (solo piano or organ, string quartet, mixed
 ensembles, folk bands with derived chords and bass, in a share of them a drum kit following
 the metre) and rendered with FluidSynth and the FluidR3_GM SoundFont at 44.1 kHz; see
-aeromamba.data.rendered. The collections, licences, splits, held-out sounds and instrument
-pools are in aeromamba/data/catalogues/rendered.yaml (or --catalogue).
+aeromamba_corpora.rendered. The collections, licences, splits, held-out sounds and instrument
+pools are in aeromamba_corpora/catalogues/rendered.yaml (or --catalogue).
 
 Layout::
 
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from aeromamba.data.rendered import (
+from aeromamba_corpora.rendered import (
     BuildOptions,
     CatalogueError,
     SetupError,
@@ -50,7 +50,7 @@ from aeromamba.data.rendered import (
     check_requirements,
     load_catalogue,
 )
-from aeromamba.data.rendered.catalogue import KINDS as ARRANGEMENTS
+from aeromamba_corpora.rendered.catalogue import KINDS as ARRANGEMENTS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,7 @@ measures each file's bandwidth and writes::
     OUT/SOURCES.md        packages, versions, licences, minutes
 
 Which packages, which folders hold music and which split each package or album goes to are in
-aeromamba/data/catalogues/recordings.yaml (or --catalogue). Reruns reuse what is done.
+aeromamba_corpora/catalogues/recordings.yaml (or --catalogue). Reruns reuse what is done.
 
 Usage::
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from aeromamba.data.recordings import CatalogueError, build_corpus, load_catalogue, summary
+from aeromamba_corpora.recordings import CatalogueError, build_corpus, load_catalogue, summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from aeromamba.data.mix import KINDS, SPLITS, MixError, mix_corpora
+from aeromamba_corpora.mix import KINDS, SPLITS, MixError, mix_corpora
 
 
 def main(argv: list[str] | None = None) -> int:

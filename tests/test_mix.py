@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aeromamba.data.mix import MixError, kind_of, mix_corpora
+from aeromamba_corpora.mix import MixError, kind_of, mix_corpora
 
 
 def fake_music(root: Path, files: list[tuple[str, str, float]]) -> Path:

@@ -1,4 +1,4 @@
-"""Tests of the rendered corpus (aeromamba.data.rendered, scripts/build_music_corpus.py): the
+"""Tests of the rendered corpus (aeromamba_corpora.rendered, scripts/build_music_corpus.py): the
 catalogue and the pure helpers always, MIDI through music21 when installed, a tiny real build
 when fluidsynth, a General MIDI SoundFont and music21 are installed."""
 
@@ -18,16 +18,16 @@ import pytest
 import soundfile as sf
 import yaml
 
-from aeromamba.data.rendered import arrange, catalogue, render, score
-from aeromamba.data.rendered.arrange import STRING_PROGRAMS, DrumStyle
-from aeromamba.data.rendered.build import (
+from aeromamba_corpora.rendered import arrange, catalogue, render, score
+from aeromamba_corpora.rendered.arrange import STRING_PROGRAMS, DrumStyle
+from aeromamba_corpora.rendered.build import (
     EXAMPLE_BASS,
     EXAMPLE_OTHER,
     EXAMPLE_PROGRAMS,
     example_piece,
 )
-from aeromamba.data.rendered.catalogue import CatalogueError, Piece, load_catalogue
-from aeromamba.data.rendered.score import TPQ, Bar, Music, Note, Track
+from aeromamba_corpora.rendered.catalogue import CatalogueError, Piece, load_catalogue
+from aeromamba_corpora.rendered.score import TPQ, Bar, Music, Note, Track
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_music_corpus.py"
 CAT = load_catalogue()

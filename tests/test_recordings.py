@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from aeromamba.data import recordings
-from aeromamba.data.recordings import (
+from aeromamba_corpora import recordings
+from aeromamba_corpora.recordings import (
     CatalogueError,
     Stanza,
     build_corpus,
