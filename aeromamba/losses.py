@@ -1,4 +1,5 @@
-"""Training losses: multi-resolution STFT, hinge GAN and feature matching (spec section 9).
+"""Training losses: multi-resolution STFT, multi-resolution log-mel, hinge GAN and feature
+matching.
 
 Waveforms are (B, 1, L); discriminator outputs are, per scale, the list of every layer's
 features, the last one being the score map.
@@ -10,6 +11,9 @@ import torch
 from torch import nn
 
 RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
+# (n_fft = window, hop, mel bands) of the mel loss: three of the window lengths that HiFi-GAN and
+# descript-audio-codec compare at, with bands growing with the window
+MEL_RESOLUTIONS = ((512, 128, 40), (1024, 256, 80), (2048, 512, 160))
 
 
 class MultiResolutionSTFTLoss(nn.Module):
@@ -43,6 +47,60 @@ class MultiResolutionSTFTLoss(nn.Module):
             logmag = logmag + (ref.log() - est.log()).abs().mean()
         count = len(self.resolutions)
         return 0.5 * sc / count + 0.5 * logmag / count
+
+
+def mel_filterbank(n_fft: int, n_mels: int, sr: int) -> torch.Tensor:
+    """(n_mels, n_fft // 2 + 1) triangular filters, equally spaced on the HTK mel scale from 0 Hz
+    to sr / 2, each of unit peak."""
+
+    def mel(hz: torch.Tensor) -> torch.Tensor:
+        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+    top = mel(torch.tensor(sr / 2, dtype=torch.float64))
+    edges = 700.0 * (10.0 ** (torch.linspace(0.0, float(top), n_mels + 2) / 2595.0) - 1.0)
+    bins = torch.linspace(0.0, sr / 2, n_fft // 2 + 1, dtype=torch.float64)
+    low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - low) / (centre - low)
+    falling = (high - bins) / (high - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+
+
+class MultiResolutionMelLoss(nn.Module):
+    """Mean over resolutions of the L1 distance between log10 mel spectrograms (magnitudes).
+
+    Every mel band weighs the same whatever its energy, so a band 10 dB too quiet costs as much
+    where the music is dark as where it is bright (unlike spectral convergence, which the loud
+    low bands dominate).
+    """
+
+    def __init__(self, sr: int, resolutions: tuple[tuple[int, int, int], ...] = MEL_RESOLUTIONS):
+        super().__init__()
+        self.resolutions = resolutions
+        for index, (n_fft, _, n_mels) in enumerate(resolutions):
+            self.register_buffer(f"window{index}", torch.hann_window(n_fft), persistent=False)
+            self.register_buffer(
+                f"filters{index}", mel_filterbank(n_fft, n_mels, sr), persistent=False
+            )
+
+    def _log_mel(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        n_fft, hop, _ = self.resolutions[index]
+        z = torch.stft(
+            x.reshape(-1, x.shape[-1]).float(),
+            n_fft,
+            hop,
+            n_fft,
+            getattr(self, f"window{index}"),
+            return_complex=True,
+        )
+        mel = getattr(self, f"filters{index}") @ z.abs()
+        return torch.log10(torch.clamp(mel, min=1e-5))
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = sum(
+            (self._log_mel(estimate, i) - self._log_mel(target, i)).abs().mean()
+            for i in range(len(self.resolutions))
+        )
+        return total / len(self.resolutions)
 
 
 def discriminator_loss(

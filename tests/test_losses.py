@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -68,3 +70,40 @@ def test_feature_matching_weighting():
     expected = 100 * num_d * layers_compared * (4 / (n_layers + 1)) / num_d
     assert feature_matching_loss(real, fake).item() == pytest.approx(expected, rel=1e-5)
     assert feature_matching_loss(real, real).item() == 0
+
+
+def test_mel_filterbank_covers_the_band_with_unit_peaks():
+    from aeromamba.losses import mel_filterbank
+
+    filters = mel_filterbank(2048, 160, 44100)
+    assert filters.shape == (160, 1025)
+    assert torch.all(filters.amax(dim=1) > 0.3), "every band holds a bin near its peak"
+    centres = filters.argmax(dim=1)
+    covered = filters.sum(dim=0)[centres[0] : centres[-1] + 1]
+    assert torch.all(covered > 0.99), "adjacent triangles add up to one between the centres"
+    assert torch.all(centres[1:] >= centres[:-1]), "bands rise in frequency"
+
+
+def test_mel_loss_weighs_a_level_error_alike_in_quiet_and_loud_bands():
+    from aeromamba.losses import MultiResolutionMelLoss, mel_filterbank
+
+    sr = 44100
+    torch.manual_seed(0)
+    noise = torch.randn(1, 1, sr)
+    spectrum = torch.fft.rfft(noise)
+    freqs = torch.fft.rfftfreq(sr, 1 / sr)
+    dark = torch.where(freqs > 8000, 0.01, 1.0)  # a high band 40 dB below the low one
+    reference = torch.fft.irfft(spectrum * dark, n=sr)
+    quieter_high = torch.fft.irfft(spectrum * dark * torch.where(freqs > 8000, 0.5, 1.0), n=sr)
+    quieter_low = torch.fft.irfft(spectrum * dark * torch.where(freqs <= 8000, 0.5, 1.0), n=sr)
+    mel, stft = MultiResolutionMelLoss(sr), MultiResolutionSTFTLoss()
+    assert mel(reference, reference) == 0
+    # -6 dB costs log10(2) in each mel band it touches, in the quiet high band as in the loud low
+    top = mel_filterbank(2048, 160, sr).argmax(dim=1) * sr / 2048 > 8000
+    high, low = mel(quieter_high, reference), mel(quieter_low, reference)
+    assert high / top.float().mean() == pytest.approx(math.log10(2), rel=0.15)
+    assert low / (~top).float().mean() == pytest.approx(math.log10(2), rel=0.15)
+    # while the STFT loss, whose spectral convergence the loud bands drive, weighs a bin of the
+    # quiet band far less than one of the loud band
+    share = (freqs > 8000).float().mean()
+    assert stft(quieter_high, reference) / share < 0.5 * stft(quieter_low, reference) / (1 - share)

@@ -108,3 +108,51 @@ def test_adversarial_schedule_stft_then_discriminator_warmup_then_gan():
     assert seen[0] == ["grad_norm_g", "mrstft"]
     assert seen[1] == ["discriminator", "grad_norm_d", "grad_norm_g", "mrstft"]
     assert "adversarial" in seen[2] and "features" in seen[2]
+
+
+def test_moving_average_follows_the_weights_and_survives_a_resume():
+    solver = small_solver(adversarial=False)
+    solver.cfg.ema_decay = 0.75
+    solver.ema = {k: v.detach().clone() for k, v in solver.generator.state_dict().items()}
+    before = {k: v.clone() for k, v in solver.generator.state_dict().items()}
+    torch.manual_seed(1)
+    lr, hr = torch.randn(2, 1, 2048) * 0.1, torch.randn(2, 1, 8192) * 0.1
+    solver.train_step(lr, hr)
+    after = solver.generator.state_dict()
+    moved = [k for k, v in after.items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert moved, "the step changed the weights"
+    for key in moved:
+        torch.testing.assert_close(solver.ema[key], 0.75 * before[key] + 0.25 * after[key])
+    with solver._ema_weights():
+        torch.testing.assert_close(solver.generator.state_dict()[moved[0]], solver.ema[moved[0]])
+    assert torch.equal(solver.generator.state_dict()[moved[0]], after[moved[0]]), "restored"
+    solver._save()
+    resumed = Solver(
+        make_generator("aeromamba", channels=8),
+        make_discriminator(ndf=4, max_channels=32),
+        [],
+        None,
+        TrainConfig(epochs=1, batch_size=2, adversarial=False, ema_decay=0.75),
+        solver.run_dir,
+        torch.device("cpu"),
+        World(),
+        {},
+        logger=None,
+    )
+    for key in moved:
+        torch.testing.assert_close(resumed.ema[key], solver.ema[key])
+
+
+def test_mel_term_joins_the_generator_loss_when_weighted():
+    solver = small_solver(adversarial=False)
+    solver.cfg.lambda_mel = 1.0
+    assert solver.mel_loss is None, "no mel loss unless lambda_mel is set when the solver is made"
+    plain = small_solver(adversarial=False)
+    plain.cfg.lambda_mel = 2.0
+    from aeromamba.losses import MultiResolutionMelLoss
+
+    plain.mel_loss = MultiResolutionMelLoss(plain.generator.hr_sr)
+    torch.manual_seed(1)
+    lr, hr = torch.randn(2, 1, 2048) * 0.1, torch.randn(2, 1, 8192) * 0.1
+    stats = plain.train_step(lr, hr)
+    assert stats["mel"] > 0 and "mel" not in solver.train_step(lr, hr)

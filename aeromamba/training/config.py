@@ -46,6 +46,8 @@ class TrainConfig:
     adversarial_start: int = 0
     discriminator_warmup: int = 0
     lambda_features: float = 100.0
+    lambda_mel: float = 0.0
+    ema_decay: float = 0.0
     eval_every: int = 1
     valid_metric: str = "lsd"
     max_steps_per_epoch: int | None = None
@@ -126,6 +128,8 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
         ("beta1", cfg.beta1, _fraction, "in [0, 1)"),
         ("beta2", cfg.beta2, _fraction, "in [0, 1)"),
         ("lambda_features", cfg.lambda_features, _non_negative, "a number >= 0"),
+        ("lambda_mel", cfg.lambda_mel, _non_negative, "a number >= 0"),
+        ("ema_decay", cfg.ema_decay, _fraction, "in [0, 1) (0: no moving average)"),
         ("adversarial_start", cfg.adversarial_start, _int_from(0), "a whole number >= 0"),
         ("discriminator_warmup", cfg.discriminator_warmup, _int_from(0), "a whole number >= 0"),
         ("eval_every", cfg.eval_every, _int_from(1), "a whole number >= 1"),

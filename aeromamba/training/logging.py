@@ -33,18 +33,21 @@ class RunLogger:
     def epoch(self, entry: dict[str, Any], step: int) -> None:
         train = " ".join(f"{k}={v:.4g}" for k, v in entry["train"].items())
         valid = " ".join(f"{k}={v:.4g}" for k, v in entry.get("valid", {}).items())
+        ema = " ".join(f"{k}={v:.4g}" for k, v in entry.get("valid_ema", {}).items())
         log.info(
-            "epoch %d (%.0f s) | %s | valid %s%s",
+            "epoch %d (%.0f s) | %s | valid %s%s%s",
             entry["epoch"],
             entry["seconds"],
             train,
             valid or "-",
-            " | best" if entry.get("best") else "",
+            f" | valid (moving average) {ema}" if ema else "",
+            f" | best ({entry['best']} weights)" if entry.get("best") else "",
         )
         if self.run is not None:
             self.run.log(
                 {
                     **{f"valid/{k}": v for k, v in entry.get("valid", {}).items()},
+                    **{f"valid_ema/{k}": v for k, v in entry.get("valid_ema", {}).items()},
                     "epoch": entry["epoch"],
                 },
                 step=step,

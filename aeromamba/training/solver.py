@@ -13,7 +13,8 @@ import logging
 import math
 import resource
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from aeromamba.devices import AMP_DTYPES
 from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path, remove_stale_temporaries
 from aeromamba.losses import (
+    MultiResolutionMelLoss,
     MultiResolutionSTFTLoss,
     discriminator_loss,
     feature_matching_loss,
@@ -73,6 +75,10 @@ class Solver:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), cfg.lr, betas=betas)
         self.stft_loss = MultiResolutionSTFTLoss().to(device)
+        self.mel_loss = (
+            MultiResolutionMelLoss(generator.hr_sr).to(device) if cfg.lambda_mel else None
+        )
+        self.ema: dict[str, torch.Tensor] | None = None  # the moving average, when ema_decay > 0
         self.train_set, self.valid_set = train_set, valid_set
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, Any]] = []
@@ -83,6 +89,8 @@ class Solver:
         self.amp_dtype = AMP_DTYPES.get(cfg.amp) if device.type == "cuda" else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self._resume()
+        if cfg.ema_decay and self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in self.generator.state_dict().items()}
         self.g_model, self.d_model = self.generator, self.discriminator
         if world.distributed:
             ids = [device.index] if device.type == "cuda" else None
@@ -154,6 +162,8 @@ class Solver:
             self.step = package["step"]
             self.history = package["history"]
             self.best = package.get("best", {})
+            if self.cfg.ema_decay and "ema" in package:
+                self.ema = {k: v.to(self.device) for k, v in package["ema"].items()}
 
     def _save(self) -> None:
         if not self.world.is_main:
@@ -171,6 +181,7 @@ class Solver:
                 "step": self.step,
                 "history": self.history,
                 "best": self.best,
+                **({"ema": self.ema} if self.ema is not None else {}),
                 "config": self.full_config,
                 "metadata": {"saved": time.strftime("%Y-%m-%d %H:%M:%S")},
             },
@@ -178,13 +189,14 @@ class Solver:
         with atomic_path(self.history_path) as tmp:
             tmp.write_text(json.dumps(self.history, indent=2))
 
-    def _save_best(self, metric: str, value: float) -> None:
+    def _save_best(self, metric: str, value: float, weights: str) -> None:
+        """Keep the generator's `weights` ("raw" or "ema") as the best, in memory and best.pt."""
+        state = self.ema if weights == "ema" else self.generator.state_dict()
         self.best = {
-            "generator": {
-                k: v.detach().clone().cpu() for k, v in self.generator.state_dict().items()
-            },
+            "generator": {k: v.detach().clone().cpu() for k, v in state.items()},
             "metric": metric,
             "value": value,
+            "weights": weights,
             "epoch": self.epoch,
         }
         if self.world.is_main:
@@ -196,7 +208,12 @@ class Solver:
                         "state": self.best["generator"],
                     },
                     "config": self.full_config,
-                    "metadata": {"epoch": self.epoch, "step": self.step, metric: value},
+                    "metadata": {
+                        "epoch": self.epoch,
+                        "step": self.step,
+                        metric: value,
+                        "weights": weights,
+                    },
                 },
             )
 
@@ -211,12 +228,17 @@ class Solver:
             entry: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "train": train_stats}
             if self.valid_set is not None and self.epoch % self.cfg.eval_every == 0:
                 entry["valid"] = self.validate()
-                value = entry["valid"][self.cfg.valid_metric]
+                candidates = {"raw": entry["valid"][self.cfg.valid_metric]}
+                if self.ema is not None:
+                    with self._ema_weights():
+                        entry["valid_ema"] = self.validate()
+                    candidates["ema"] = entry["valid_ema"][self.cfg.valid_metric]
+                weights, value = min(candidates.items(), key=lambda item: item[1])
                 if self.best.get("metric") != self.cfg.valid_metric:  # none yet, or another
                     self.best = {}
                 if not self.best or value < self.best["value"]:  # lower is better (LSD, PAQM)
-                    self._save_best(self.cfg.valid_metric, value)
-                    entry["best"] = True
+                    self._save_best(self.cfg.valid_metric, value, weights)
+                    entry["best"] = weights
             entry["seconds"] = time.time() - start
             entry["cpu_seconds"] = _cpu_seconds() - cpu_start  # this process and its loaders
             self.history.append(entry)
@@ -317,6 +339,10 @@ class Solver:
             fake = self.g_model(lr)
             loss = self.stft_loss(fake, hr)
             stats["mrstft"] = loss.item()
+            if self.mel_loss is not None:
+                mel = self.mel_loss(fake, hr)
+                loss = loss + self.cfg.lambda_mel * mel
+                stats["mel"] = mel.item()
             if gan:  # during the warm-up the discriminator learns on its own
                 real_feats = self.d_model(hr)
                 fake_feats = self.d_model(fake if g_gan else fake.detach())
@@ -343,7 +369,29 @@ class Solver:
             self.scaler.step(self.opt_d)
             stats["discriminator"] = d_loss.item()
         self.scaler.update()
+        self._update_ema()
         return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema ← decay · ema + (1 − decay) · weights, for floating tensors; others are copied."""
+        if self.ema is None:
+            return
+        for key, value in self.generator.state_dict().items():
+            if value.is_floating_point():
+                self.ema[key].lerp_(value.detach(), 1.0 - self.cfg.ema_decay)
+            else:
+                self.ema[key].copy_(value)
+
+    @contextmanager
+    def _ema_weights(self) -> Iterator[None]:
+        """The generator holds the moving average inside the block, its own weights after."""
+        own = {k: v.detach().clone() for k, v in self.generator.state_dict().items()}
+        self.generator.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.generator.load_state_dict(own)
 
     def _backward(
         self, loss: torch.Tensor, model: torch.nn.Module, retain_graph: bool = False
