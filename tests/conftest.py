@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lzma
 from pathlib import Path
 
 import numpy as np
@@ -9,15 +10,30 @@ import pytest
 import torch
 from torch import nn
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+RELEASE_FILES = ("checkpoint.th", "generator_best.th")
 
 
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
-    """The read-only reference fixtures (`../shared/fixtures`); skip when absent."""
-    if not FIXTURES.is_dir():
-        pytest.skip(f"reference fixtures not found at {FIXTURES.resolve()}")
+    """The reference data (`tests/fixtures`, sources in its PROVENANCE.md)."""
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def official_release(tmp_path_factory) -> Path:
+    """A folder with the authors' release files, unpacked from `official_checkpoint/*.th.xz`."""
+    folder = tmp_path_factory.mktemp("official_checkpoint")
+    for name in RELEASE_FILES:
+        with lzma.open(FIXTURES / "official_checkpoint" / f"{name}.xz") as packed:
+            (folder / name).write_bytes(packed.read())
+    return folder
+
+
+def golden_output(name: str) -> np.ndarray:
+    """One golden output of `golden_outputs.npz` (stored as float32), as float64."""
+    with np.load(FIXTURES / "golden_outputs.npz") as golden:
+        return golden[name].astype(np.float64)
 
 
 def set_deterministic_weights(model: nn.Module) -> None:

@@ -18,6 +18,7 @@ import torch
 from aeromamba.checkpoint import (
     CheckpointError,
     build_discriminator,
+    build_generator,
     import_official,
     load_checkpoint,
     load_generator,
@@ -25,14 +26,23 @@ from aeromamba.checkpoint import (
     save_checkpoint,
 )
 from aeromamba.models import make_discriminator, make_generator
-from tests.conftest import golden_input
+from tests.checkpoint_payloads import (
+    deflate_bomb,
+    fake_release_class,
+    hostile_files,
+    marker,
+    project_package,
+    replace_member,
+    write_project_checkpoint,
+)
+from tests.conftest import golden_input, golden_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def release(fixtures):
-    return fixtures / "official_checkpoint"
+def release(official_release):
+    return official_release
 
 
 @pytest.mark.parametrize("name", ["checkpoint.th", "generator_best.th"])
@@ -41,7 +51,7 @@ def test_release_file_reproduces_golden_output(release, name):
     assert not model.training
     with torch.no_grad():
         out = model(golden_input().float()).squeeze().double().numpy()
-    golden = np.load(release / "golden_output.npy")
+    golden = golden_output("official_checkpoint")
     assert np.abs(out - golden).max() < 1e-4
 
 
@@ -227,3 +237,177 @@ def test_import_into_a_folder_or_under_a_file_is_one_line(release, tmp_path):
         )
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and reason in result.stderr
+
+
+# --- hostile files ----------------------------------------------------------------------------
+
+
+def _refusal(load, path: Path) -> str:
+    """The message of the CheckpointError that `load(path)` raises: one line naming the file,
+    never advising the unsafe load."""
+    with pytest.raises(CheckpointError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message, message
+    assert "weights_only" not in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def hostile(release, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    return folder, hostile_files(folder, release / "generator_best.th")
+
+
+HOSTILE = [
+    "zip",
+    "legacy",
+    "legacy_nested",
+    "raw_pickle",
+    "raw_pickle_release_like",
+    "pickle_then_zip",
+    "zip_then_pickle",
+    "tar",
+    "nested_dict",
+    "nested_list",
+    "nested_state",
+    "release_pickle_then_zip",
+    "release_zip_then_pickle",
+    "release_nested",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_file_runs_nothing(hostile, name, tmp_path):
+    folder, files = hostile
+    path = tmp_path / f"{name}.th"
+    path.write_bytes(files[name])
+    for load in (load_checkpoint, load_generator, lambda p: import_official(p, tmp_path / "o.pt")):
+        _refusal(load, path)
+        assert not marker(folder).exists(), f"{name}: the file's code ran"
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_import_script_refuses_a_polyglot_without_running_it(hostile, tmp_path):
+    folder, files = hostile
+    path = tmp_path / "polyglot.th"
+    path.write_bytes(files["release_pickle_then_zip"])
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "import_official.py"),
+            str(path),
+            str(tmp_path / "o.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not marker(folder).exists()
+
+
+def test_deflate_bomb_is_refused_before_inflating(tmp_path):
+    bomb = tmp_path / "bomb.pt"
+    bomb.write_bytes(deflate_bomb(512 << 20))
+    script = (
+        "import resource, sys\n"
+        "from aeromamba.checkpoint import CheckpointError, load_checkpoint\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    load_checkpoint(sys.argv[1])\n"
+        "except CheckpointError as err:\n"
+        "    print(err)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(bomb)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    message, grown_mib = result.stdout.strip().splitlines()
+    assert str(bomb) in message and "compressed" in message
+    assert int(grown_mib) < 64
+
+
+def test_storage_of_the_wrong_size_is_refused(tmp_path):
+    path = write_project_checkpoint(tmp_path / "ok.pt")
+    bad = tmp_path / "short.pt"
+    bad.write_bytes(replace_member(path.read_bytes(), "/data/0", b"\0" * 4))
+    assert "storage" in _refusal(load_checkpoint, bad)
+
+
+def test_archive_with_a_duplicated_member_is_refused(tmp_path):
+    data = write_project_checkpoint(tmp_path / "ok.pt").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        first = archive.infolist()[0]
+        pickled = archive.read(first)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, zin.read(item))
+        with pytest.warns(UserWarning, match="Duplicate"):
+            zout.writestr(first, pickled)
+    bad = tmp_path / "dup.pt"
+    bad.write_bytes(out.getvalue())
+    assert "twice" in _refusal(load_checkpoint, bad)
+
+
+def _edited(tmp_path: Path, edit) -> Path:
+    package = project_package()
+    edit(package)
+    path = tmp_path / "edited.pt"
+    save_checkpoint(path, package)
+    return path
+
+
+EDITS = {
+    "wrong shapes": lambda p: p["generator"]["state"].update(
+        {k: torch.zeros(3) for k in list(p["generator"]["state"])[:1]}
+    ),
+    "unknown argument": lambda p: p["generator"]["kwargs"].update(colour="blue"),
+    "no state": lambda p: p["generator"].pop("state"),
+    "lr_sr=0": lambda p: p["generator"]["kwargs"].update(lr_sr=0),
+    "string for a dict": lambda p: p.update(generator="aero"),
+    "string for kwargs": lambda p: p["generator"].update(kwargs="channels=4"),
+    "no generator": lambda p: p.pop("generator"),
+    "string for best": lambda p: p.update(best="generator"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_malformed_project_checkpoint_is_one_line(edit, tmp_path):
+    path = _edited(tmp_path, EDITS[edit])
+    _refusal(load_generator, path)
+
+
+def test_build_generator_names_the_file(tmp_path):
+    path = _edited(tmp_path, EDITS["unknown argument"])
+    package = load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=f"^{path}: .*colour"):
+        build_generator(package, source=path)
+
+
+def _release_kwargs(release: Path) -> dict:
+    return dict(load_checkpoint(release / "generator_best.th")["generator"]["kwargs"])
+
+
+RELEASE_EDITS = {
+    "no state": lambda aero, kw: {"class": aero, "kwargs": kw, "args": []},
+    "no kwargs": lambda aero, kw: {"class": aero, "state": {}, "args": []},
+    "string for state": lambda aero, kw: {"class": aero, "kwargs": kw, "state": "w", "args": []},
+    "list for kwargs": lambda aero, kw: {"class": aero, "kwargs": [1], "state": {}, "args": []},
+    "string for models": lambda aero, kw: {"models": "generator"},
+    "no generator": lambda aero, kw: {"models": {}},
+    "string for a node": lambda aero, kw: {"class": aero, "kwargs": {"channels": aero()}},
+}
+
+
+@pytest.mark.parametrize("edit", RELEASE_EDITS)
+def test_malformed_release_file_is_one_line(edit, release, tmp_path, monkeypatch):
+    aero = fake_release_class(monkeypatch, "src.models.aero", "Aero")
+    path = tmp_path / "edited.th"
+    torch.save(RELEASE_EDITS[edit](aero, _release_kwargs(release)), path)
+    _refusal(load_generator, path)

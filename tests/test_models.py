@@ -11,7 +11,7 @@ import torch
 
 from aeromamba.models import VARIANTS, make_discriminator, make_generator
 from aeromamba.summary import count_parameters
-from tests.conftest import golden_input, set_deterministic_weights
+from tests.conftest import golden_input, golden_output, set_deterministic_weights
 
 EXPECTED_PARAMETERS = {
     "aero": 19_432_958,
@@ -57,8 +57,8 @@ def test_discriminator_outputs_features_per_scale():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_golden_output(variant, dtype, fixtures):
-    golden = np.load(fixtures / f"golden_{variant}.npy")
+def test_golden_output(variant, dtype):
+    golden = golden_output(variant)
     model = make_generator(variant).to(dtype).eval()
     set_deterministic_weights(model)
     with torch.no_grad():
@@ -67,9 +67,9 @@ def test_golden_output(variant, dtype, fixtures):
     assert np.abs(out - golden).max() < 1e-4
 
 
-def test_variants_differ_where_mamba_runs(fixtures):
-    a = np.load(fixtures / "golden_aeromamba.npy")
-    b = np.load(fixtures / "golden_aeromamba_official.npy")
+def test_variants_differ_where_mamba_runs():
+    a = golden_output("aeromamba")
+    b = golden_output("aeromamba_official")
     assert np.abs(a - b).max() > 0.1  # the golden test above really separates them
 
 

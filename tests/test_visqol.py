@@ -15,27 +15,26 @@ from aeromamba.audio import read_audio, to_mono
 pytest.importorskip("visqol", reason="visqol-python not installed (pip install .[eval])")
 
 from aeromamba.metrics.visqol import quantize_16bit, visqol, visqol_api
+from tests.conftest import FIXTURES
 from tests.signals import lowpass, music
 
-VISQOL_FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "visqol"
+VISQOL_FIXTURES = FIXTURES / "visqol"
 
 # google/visqol conformance.h (C++ v3.3.3, audio mode): reference, degraded, MOS-LQO
 CONFORMANCE = [
-    ("sopr48_stereo.wav", "sopr48_stereo_256kbps_aac.wav", 4.68228969737946),
-    ("strauss48_stereo.wav", "strauss48_stereo_lp35.wav", 1.3888791489130758),
-    ("castanets48_stereo.wav", "castanets48_stereo.wav", 4.732101253042348),
+    ("sopr48_stereo.flac", "sopr48_stereo_256kbps_aac.flac", 4.68228969737946),
+    ("strauss48_stereo.flac", "strauss48_stereo_lp35.flac", 1.3888791489130758),
+    ("castanets48_stereo.flac", "castanets48_stereo.flac", 4.732101253042348),
 ]
 
 
 @pytest.fixture(scope="module")
 def visqol_fixtures() -> Path:
-    if not VISQOL_FIXTURES.is_dir():
-        pytest.skip(f"ViSQOL conformance files not found at {VISQOL_FIXTURES.resolve()}")
     return VISQOL_FIXTURES
 
 
 def load_mono_48k(path: Path) -> np.ndarray:
-    """A conformance WAV as the C++ tool reads it: the mean of the channels."""
+    """A conformance clip as the C++ tool reads it: the mean of the channels."""
     audio, sr = read_audio(path)
     assert sr == 48000 and audio.shape[0] == 2
     return to_mono(audio)[0].astype(np.float64)
@@ -51,8 +50,8 @@ def test_conformance(visqol_fixtures: Path, ref_name: str, deg_name: str, expect
 
 def test_conformance_needs_the_channel_mean(visqol_fixtures: Path) -> None:
     # Scoring the left channel alone misses the table: the mixdown is part of the protocol.
-    ref, _ = read_audio(visqol_fixtures / "sopr48_stereo.wav")
-    deg, _ = read_audio(visqol_fixtures / "sopr48_stereo_256kbps_aac.wav")
+    ref, _ = read_audio(visqol_fixtures / "sopr48_stereo.flac")
+    deg, _ = read_audio(visqol_fixtures / "sopr48_stereo_256kbps_aac.flac")
     left = visqol_api("audio").measure_from_arrays(
         ref[0].astype(np.float64), deg[0].astype(np.float64), 48000
     )
