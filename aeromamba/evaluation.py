@@ -9,7 +9,11 @@ One documented way to compute every number:
 - a system's mean comes with a 95% confidence interval (Student t, n − 1 degrees of freedom);
 - systems are compared pairwise per metric with the two-sided Mann–Whitney U test.
 Metric names: `lsd`, `lsd_hf`, `lsd_lf` (lower is better), `visqol` (higher is better),
-`paqm` (raw P, lower is better).
+`paqm` (raw P, lower is better). Whatever the metrics, every item also gets the generated band's
+level error and envelope spread ratio (`aeromamba.metrics.band_level.KEYS`: `level_5_8` ...
+`spread_16_20`), summarised like the metrics in their own table and, in the HTML report, a bar
+plot per table; where the reference's band is silent they are undefined and left out (neither
+a value nor a failure).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ METRICS = ("lsd", "lsd_hf", "lsd_lf", "visqol", "paqm")
 LOWER_IS_BETTER = {"lsd": True, "lsd_hf": True, "lsd_lf": True, "visqol": False, "paqm": True}
 MAX_LENGTH_MISMATCH = 64
 LOWRES = "low resolution"
+
+#: names -> f(estimate, reference, item name) -> {name: value}; a name missing from the answer
+#: is undefined for that item.
+Scorer = Callable[[np.ndarray, np.ndarray, str], dict[str, float]]
 
 
 @dataclass
@@ -62,32 +70,52 @@ def align(estimate: np.ndarray, reference: np.ndarray, name: str) -> tuple[np.nd
     return est[:n], ref[:n]
 
 
-def metric_functions(metrics: Sequence[str], sr: int) -> dict[str, Callable]:
-    """name → f(estimate, reference, name) -> float for the requested metrics at rate `sr`."""
+def columns(metrics: Sequence[str]) -> list[str]:
+    """Every score name an evaluation with `metrics` records: the metrics, then the band level."""
+    from aeromamba.metrics.band_level import KEYS
+
+    return [*metrics, *KEYS]
+
+
+def band_label(key: str) -> str:
+    """The table heading of a band-level key: 'level 8–12 kHz (dB)', 'spread 8–12 kHz'."""
+    from aeromamba.metrics.band_level import BAND_LABELS
+
+    kind, band = key.split("_", 1)
+    return f"{kind} {BAND_LABELS[band]}" + (" (dB)" if kind == "level" else "")
+
+
+def metric_functions(metrics: Sequence[str], sr: int) -> dict[tuple[str, ...], Scorer]:
+    """The scorers of the requested metrics at rate `sr` (one for all LSD bands, one STFT) and
+    of the band level, keyed by the names each returns."""
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
-    functions: dict[str, Callable] = {}
-    lsd_names = [m for m in metrics if m.startswith("lsd")]
+    functions: dict[tuple[str, ...], Scorer] = {}
+    lsd_names = tuple(m for m in metrics if m.startswith("lsd"))
     if lsd_names:
         from aeromamba.metrics.lsd import lsd_bands
 
-        bands = {"lsd": "full", "lsd_hf": "high", "lsd_lf": "low"}
-
-        def lsd_metric(est: np.ndarray, ref: np.ndarray, metric: str) -> float:
-            return float(lsd_bands(est, ref, sr=sr, bands=(bands[metric],))[metric])
-
-        for metric in lsd_names:
-            functions[metric] = lambda e, r, _n, m=metric: lsd_metric(e, r, m)
+        names = {"lsd": "full", "lsd_hf": "high", "lsd_lf": "low"}
+        bands = tuple(names[m] for m in lsd_names)
+        functions[lsd_names] = lambda e, r, _n: {
+            k: float(v) for k, v in lsd_bands(e, r, sr=sr, bands=bands).items()
+        }
     if "visqol" in metrics:
         from aeromamba.metrics.visqol import visqol
 
-        functions["visqol"] = lambda e, r, _n: float(visqol(e, r, sr))
+        functions[("visqol",)] = lambda e, r, _n: {"visqol": float(visqol(e, r, sr))}
     if "paqm" in metrics:
         from aeromamba.metrics.paqm import paqm
 
-        functions["paqm"] = lambda e, r, n: float(paqm(e, r, sr=sr, name=n))
-    return {m: functions[m] for m in metrics}
+        functions[("paqm",)] = lambda e, r, n: {"paqm": float(paqm(e, r, sr=sr, name=n))}
+    from aeromamba.metrics.band_level import KEYS, band_level
+
+    def band(e: np.ndarray, r: np.ndarray, _n: str) -> dict[str, float]:
+        return {k: v for k, v in band_level(e, r, sr).items() if math.isfinite(v)}
+
+    functions[KEYS] = band
+    return functions
 
 
 def score_item(
@@ -95,23 +123,24 @@ def score_item(
     item: str,
     estimate: np.ndarray,
     reference: np.ndarray,
-    functions: dict[str, Callable],
+    functions: dict[tuple[str, ...], Scorer],
 ) -> ItemResult:
     """Score one estimate; every failure is kept with its reason."""
     result = ItemResult(system, item)
     try:
         est, ref = align(estimate, reference, f"{system}/{item}")
     except ValueError as err:
-        result.errors = {metric: str(err) for metric in functions}
+        result.errors = {metric: str(err) for names in functions for metric in names}
         return result
-    for metric, fn in functions.items():
+    for names, fn in functions.items():
         try:
-            value = fn(est, ref, f"{system}/{item}")
-            if not math.isfinite(value):
-                raise ValueError(f"{metric} is {value}")
-            result.scores[metric] = value
+            values = fn(est, ref, f"{system}/{item}")
+            for metric, value in values.items():
+                if not math.isfinite(value):
+                    raise ValueError(f"{metric} is {value}")
+            result.scores.update(values)
         except Exception as err:  # any metric failure is reported per item
-            result.errors[metric] = f"{type(err).__name__}: {err}"
+            result.errors.update(dict.fromkeys(names, f"{type(err).__name__}: {err}"))
     return result
 
 
@@ -159,33 +188,57 @@ def pairwise_tests(results: Sequence[ItemResult], metrics: Sequence[str]) -> dic
     return tests
 
 
-def _fmt(entry: dict[str, Any]) -> str:
+def _fmt(entry: dict[str, Any], digits: int = 3) -> str:
     if entry["mean"] is None:
         return "—"
-    ci = f" ± {entry['ci95']:.3f}" if entry["ci95"] is not None else ""
-    return f"{entry['mean']:.3f}{ci}"
+    ci = f" ± {entry['ci95']:.{digits}f}" if entry["ci95"] is not None else ""
+    return f"{entry['mean']:.{digits}f}{ci}"
+
+
+def _table(summary: dict[str, Any], headings: Mapping[str, str], digits: int) -> list[list[str]]:
+    """Heading row, then per system: name, mean ± 95% CI of each column, n and failures."""
+    rows = [["system", *headings.values(), "n", "failed"]]
+    for system, row in summary.items():
+        n = max(row[k]["n"] for k in headings)
+        failed = sum(row[k]["failed"] for k in headings)
+        rows.append([system, *(_fmt(row[k], digits) for k in headings), str(n), str(failed)])
+    return rows
+
+
+def _metric_headings(metrics: Sequence[str]) -> dict[str, str]:
+    arrows = {m: "↓" if LOWER_IS_BETTER[m] else "↑" for m in metrics}
+    return {m: f"{m.upper().replace('_', '-')} {arrows[m]}" for m in metrics}
+
+
+def _band_headings(summary: dict[str, Any]) -> dict[str, str]:
+    """The band-level columns the summary holds (none for a summary of metrics only)."""
+    from aeromamba.metrics.band_level import KEYS
+
+    first = next(iter(summary.values()), {})
+    return {k: band_label(k) for k in KEYS if k in first}
+
+
+METRICS_NOTE = (
+    "Mean ± 95% confidence interval (Student t). PAQM is the raw P "
+    "(lower is better); ViSQOL is MOS-LQO in audio mode at 48 kHz."
+)
+BAND_NOTE = (
+    "Generated band, output against reference (mean ± 95% CI over items): level error in dB "
+    "(long-term power; 0 is right, below 0 too dull) and envelope spread (std over frames of "
+    "the band level, output / reference; 1 is right, below 1 flattened). Items whose "
+    "reference band is silent are left out of that band."
+)
+
+
+def _markdown_table(rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows[1:]]
 
 
 def markdown_summary(summary: dict[str, Any], tests: dict[str, Any], metrics: Sequence[str]) -> str:
-    """The summary table (mean ± 95% CI, n, failures) and the p-value tables, in Markdown."""
-    arrows = {m: "↓" if LOWER_IS_BETTER[m] else "↑" for m in metrics}
-    header = (
-        "| system | "
-        + " | ".join(f"{m.upper().replace('_', '-')} {arrows[m]}" for m in metrics)
-        + " | n | failed |"
-    )
-    lines = [header, "|" + " --- |" * (len(metrics) + 3)]
-    for system, row in summary.items():
-        n = max(row[m]["n"] for m in metrics)
-        failed = sum(row[m]["failed"] for m in metrics)
-        cells = " | ".join(_fmt(row[m]) for m in metrics)
-        lines.append(f"| {system} | {cells} | {n} | {failed} |")
-    lines += [
-        "",
-        "Mean ± 95% confidence interval (Student t). PAQM is the raw P "
-        "(lower is better); ViSQOL is MOS-LQO in audio mode at 48 kHz.",
-        "",
-    ]
+    """The summary table (mean ± 95% CI, n, failures), the p-value tables and, when the summary
+    holds them, the generated band's level table, in Markdown."""
+    lines = [*_markdown_table(_table(summary, _metric_headings(metrics), 3)), "", METRICS_NOTE, ""]
     if any(tests[m] for m in metrics):
         lines += [
             "Pairwise two-sided Mann–Whitney U p-values:",
@@ -198,6 +251,10 @@ def markdown_summary(summary: dict[str, Any], tests: dict[str, Any], metrics: Se
                 "—" if tests[m][pair] is None else f"{tests[m][pair]:.2g}" for m in metrics
             )
             lines.append(f"| {pair} | {cells} |")
+        lines.append("")
+    bands = _band_headings(summary)
+    if bands:
+        lines += [*_markdown_table(_table(summary, bands, 2)), "", BAND_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -211,7 +268,8 @@ def failures(results: Sequence[ItemResult]) -> list[str]:
 
 
 def group_summaries(results: Sequence[ItemResult], metrics: Sequence[str]) -> dict[str, Any]:
-    """group -> `summarize` of its items, when the items come from several groups; else {}."""
+    """group -> `summarize` of its items (over `metrics`, score names), when the items come from
+    several groups; else {}."""
     groups = sorted({r.group for r in results})
     if len(groups) < 2:
         return {}
@@ -222,29 +280,31 @@ def write_results(
     out: str | os.PathLike, results: Sequence[ItemResult], metrics: Sequence[str]
 ) -> dict[str, Any]:
     """Write `per_item.csv`, `summary.json` and `summary.md` into `out`; returns the summary
-    over all items. When the items come from several groups, each group also gets its own
-    tables in `summary.md` and `summary_by_group.json` (group -> system -> metric)."""
+    over all items (the metrics and the band level). When the items come from several groups,
+    each group also gets its own tables in `summary.md` and `summary_by_group.json`
+    (group -> system -> metric)."""
     out = Path(out)
-    summary = summarize(results, metrics)
+    names = columns(metrics)
+    summary = summarize(results, names)
     tests = pairwise_tests(results, metrics)
     with atomic_path(out / "per_item.csv") as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["system", "item", "group", *metrics, "errors"])
+            writer.writerow(["system", "item", "group", *names, "errors"])
             for r in results:
                 writer.writerow(
                     [
                         r.system,
                         r.item,
                         r.group,
-                        *(r.scores.get(m, "") for m in metrics),
+                        *(r.scores.get(m, "") for m in names),
                         "; ".join(f"{m}: {e}" for m, e in r.errors.items()),
                     ]
                 )
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     markdown = markdown_summary(summary, tests, metrics)
-    by_group = group_summaries(results, metrics)
+    by_group = group_summaries(results, names)
     for group, group_summary in by_group.items():
         subset = [r for r in results if r.group == group]
         markdown += f"\n### {group or '(no group)'}\n\n" + markdown_summary(
@@ -261,17 +321,33 @@ def write_results(
     return summary
 
 
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for row in rows[1:]
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def html_table(summary: dict[str, Any], metrics: Sequence[str]) -> str:
     """A summary (system -> metric -> entry) as an HTML table: mean ± 95% CI, n, failures."""
-    arrows = {m: "↓" if LOWER_IS_BETTER[m] else "↑" for m in metrics}
-    head = "".join(f"<th>{m.upper().replace('_', '-')} {arrows[m]}</th>" for m in metrics)
-    rows = []
-    for system, row in summary.items():
-        cells = "".join(f"<td>{html.escape(_fmt(row[m]))}</td>" for m in metrics)
-        n = max(row[m]["n"] for m in metrics)
-        failed = sum(row[m]["failed"] for m in metrics)
-        rows.append(f"<tr><td>{html.escape(system)}</td>{cells}<td>{n}</td><td>{failed}</td></tr>")
-    return f"<table><tr><th>system</th>{head}<th>n</th><th>failed</th></tr>{''.join(rows)}</table>"
+    return _html_table(_table(summary, _metric_headings(metrics), 3))
+
+
+def _html_band_level(out: Path, title: str, summary: dict[str, Any]) -> str:
+    """The band-level table of a summary and its bar plot (written under out/band_level/)."""
+    from aeromamba.plots import plot_band_levels
+
+    bands = _band_headings(summary)
+    if not bands:
+        return ""
+    picture = Path("band_level") / f"{_slug(title) or 'no_group'}.png"
+    plot_band_levels(summary, out / picture, title=title)
+    return (
+        f"<h3>Generated band: {html.escape(title)}</h3>{_html_table(_table(summary, bands, 2))}"
+        f'<img src="{picture.as_posix()}" alt="band level and envelope spread">'
+    )
 
 
 def write_html_report(
@@ -280,12 +356,14 @@ def write_html_report(
     metrics: Sequence[str],
     items: Sequence[dict[str, Any]],
 ) -> Path:
-    """One static page: the summary tables (title -> summary), then per item an audio player
-    and a spectrogram for each signal. `items`: [{"name", "audio": {label: relpath},
-    "spectrogram": relpath}] with paths relative to `out`."""
+    """One static page: the summary tables (title -> summary) with, where a summary holds the
+    band level, its table and bar plot; then per item an audio player and a spectrogram for
+    each signal. `items`: [{"name", "audio": {label: relpath}, "spectrogram": relpath}] with
+    paths relative to `out`."""
     out = Path(out)
     summaries = "".join(
         f"<h2>{html.escape(title)}</h2>{html_table(summary, metrics)}"
+        + _html_band_level(out, title, summary)
         for title, summary in tables.items()
     )
     rows = []
@@ -314,8 +392,8 @@ img {{ max-width: 100%; }} section {{ border-top: 1px solid #ddd; margin-top: 1.
 </style></head><body>
 <h1>AEROMamba evaluation</h1>
 {summaries}
-<p>Mean ± 95% confidence interval (Student t). PAQM is the raw P (lower is better); ViSQOL is
-MOS-LQO in audio mode at 48 kHz. Pairwise tests: summary.md.</p>
+<p>{html.escape(METRICS_NOTE)} Pairwise tests: summary.md.</p>
+<p>{html.escape(BAND_NOTE)}</p>
 {"".join(rows)}
 </body></html>
 """
@@ -377,6 +455,7 @@ def evaluate_folders(
         systems[LOWRES] = Path(lowres)
     systems.update({name: Path(folder) for name, folder in estimates.items()})
     functions = metric_functions(metrics, sr)
+    names = columns(metrics)
     results: list[ItemResult] = []
     report_entries: list[dict[str, Any]] = []
     for ref_path in tqdm(references, desc="evaluating", unit="file"):
@@ -387,13 +466,13 @@ def evaluate_folders(
             if ref_sr != sr:
                 raise AudioError(f"{ref_path}: reference at {ref_sr} Hz, expected {sr} Hz")
         except AudioError as err:
-            results += [failed_item(s, item, f"reference: {err}", metrics) for s in systems]
+            results += [failed_item(s, item, f"reference: {err}", names) for s in systems]
             continue
         signals = {"reference": ref.mean(axis=0)}
         for system, folder in systems.items():
             path = _find_pair(folder, relative)
             if path is None:
-                results.append(failed_item(system, item, f"missing in {folder}", metrics))
+                results.append(failed_item(system, item, f"missing in {folder}", names))
                 continue
             try:
                 audio, rate = read_audio(path)
@@ -402,7 +481,7 @@ def evaluate_folders(
                 elif rate != sr:
                     raise AudioError(f"{path}: estimate at {rate} Hz, expected {sr} Hz")
             except AudioError as err:
-                results.append(failed_item(system, item, str(err), metrics))
+                results.append(failed_item(system, item, str(err), names))
                 continue
             signals[system] = audio.mean(axis=0)
             results.append(score_item(system, item, audio, ref, functions))
@@ -420,7 +499,7 @@ def _finish(
     """Write the result files (and the HTML report when entries are given)."""
     summary = write_results(out, results, metrics)
     if report_entries is not None:
-        tables = {"all items": summary, **group_summaries(results, metrics)}
+        tables = {"all items": summary, **group_summaries(results, columns(metrics))}
         write_html_report(out, tables, metrics, report_entries)
     return Evaluation(results, summary, Path(out))
 
@@ -467,6 +546,7 @@ def evaluate_excerpts(
     from aeromamba.audio import resample
 
     functions = metric_functions(metrics, sr)
+    names = columns(metrics)
     everything = {LOWRES: lambda lr: resample(lr[None], lr_sr, sr)[0], **systems}
     results: list[ItemResult] = []
     report_entries: list[dict[str, Any]] = []
@@ -476,7 +556,7 @@ def evaluate_excerpts(
             try:
                 estimate = upsample(lr)
             except Exception as err:  # a failing system is reported per item
-                results.append(failed_item(system, name, f"{type(err).__name__}: {err}", metrics))
+                results.append(failed_item(system, name, f"{type(err).__name__}: {err}", names))
                 continue
             signals[system] = estimate
             results.append(score_item(system, name, estimate, hr, functions))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aeromamba.files import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 MAX_FRAMES = 2000  # more columns than a figure has pixels only costs memory on long files
 
@@ -58,6 +62,72 @@ def plot_spectrograms(
     axes[-1, 0].set_xlabel("seconds")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path
+
+
+LEVEL_LIMIT_DB = 30.0  # bars beyond ± this (e.g. a baseline with no band at all) are cut
+SPREAD_LIMIT = 3.0
+
+
+def _extent(summary: dict, keys: tuple[str, ...], least: float, most: float) -> float:
+    """The largest |mean| + CI of `keys` over the systems, within [least, most], plus 10 %."""
+    reach = [
+        abs(e["mean"]) + (e["ci95"] or 0.0)
+        for row in summary.values()
+        for e in (row[key] for key in keys)
+        if e["mean"] is not None
+    ]
+    return 1.1 * min(max([least, *reach]), most)
+
+
+def _bars(ax: Axes, summary: dict, keys: tuple[str, ...], limits: tuple[float, float]) -> None:
+    """Grouped bars, one group per band and one bar per system, with 95% CI whiskers; a bar
+    beyond `limits` is cut there and labelled with its value."""
+    systems = list(summary)
+    width = 0.8 / max(len(systems), 1)
+    for i, system in enumerate(systems):
+        entries = [summary[system][key] for key in keys]
+        x = np.arange(len(keys)) + (i - (len(systems) - 1) / 2) * width
+        means = np.array([np.nan if e["mean"] is None else e["mean"] for e in entries])
+        errors = np.array([0.0 if e["ci95"] is None else e["ci95"] for e in entries])
+        shown = np.clip(means, *limits)
+        ax.bar(x, shown, width, yerr=np.where(shown == means, errors, 0.0), label=system)
+        for xi, mean, height in zip(x, means, shown, strict=True):
+            if np.isfinite(mean) and height != mean:
+                ax.annotate(f"{mean:.0f}", (xi, height), ha="center", fontsize=7)
+    ax.set_ylim(*limits)
+
+
+def plot_band_levels(summary: dict, path: str | os.PathLike, title: str = "") -> Path:
+    """Write a PNG of the generated band per system (summary: system -> key -> {"mean",
+    "ci95"} with the keys of `aeromamba.metrics.band_level`): level error (dB, 0 is right)
+    and envelope spread ratio (1 is right) per band, systems side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aeromamba.metrics.band_level import BAND_LABELS, LEVEL_KEYS, SPREAD_KEYS
+
+    fig, (level, spread) = plt.subplots(1, 2, figsize=(12, 3.8))
+    extent = _extent(summary, LEVEL_KEYS, 3.0, LEVEL_LIMIT_DB)
+    _bars(level, summary, LEVEL_KEYS, (-extent, extent))
+    _bars(spread, summary, SPREAD_KEYS, (0.0, _extent(summary, SPREAD_KEYS, 1.5, SPREAD_LIMIT)))
+    for ax, reference, label in ((level, 0.0, "level error (dB)"), (spread, 1.0, "spread ratio")):
+        ax.axhline(reference, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(BAND_LABELS)), list(BAND_LABELS.values()))
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    level.set_title("level, output − reference", fontsize=10, loc="left")
+    spread.set_title("envelope spread, output / reference", fontsize=10, loc="left")
+    level.legend(fontsize=8)
+    if title:
+        fig.suptitle(f"generated band: {title}")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

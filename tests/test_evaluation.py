@@ -138,3 +138,59 @@ def test_excerpts_of_several_groups_are_reported_per_group(tmp_path):
     assert "### piano" in markdown and "### produced" in markdown
     rows = (tmp_path / "per_item.csv").read_text().splitlines()
     assert rows[0].startswith("system,item,group,") and ",piano," in rows[1]
+
+
+def _brighter(hr: np.ndarray, db: float = 6.0) -> np.ndarray:
+    """hr with every rfft bin above 8 kHz raised by `db`."""
+    spectrum = np.fft.rfft(hr)
+    spectrum[np.fft.rfftfreq(len(hr), 1 / 44100) > 8000] *= 10 ** (db / 20)
+    return np.fft.irfft(spectrum, n=len(hr))
+
+
+def test_band_level_per_kind_in_tables_and_report(tmp_path):
+    from aeromamba.evaluation import evaluate_excerpts
+
+    excerpts, groups, bright = [], {}, {}
+    for i, group in enumerate(["piano", "piano", "produced", "produced"]):
+        hr = music_clip(1.0, 44100, seed=i).astype(np.float64)
+        lr = resample(hr[None], 44100, 11025)[0]
+        excerpts.append((f"item{i}", lr, hr))
+        groups[f"item{i}"] = group
+        bright[lr.tobytes()] = _brighter(hr)
+    systems = {"bright": lambda lr: bright[lr.tobytes()]}
+    evaluate_excerpts(excerpts, systems, tmp_path, ["lsd"], report=True, groups=groups)
+    by_group = json.loads((tmp_path / "summary_by_group.json").read_text())
+    for group in ("piano", "produced"):
+        row = by_group[group]["bright"]
+        assert row["level_5_8"]["mean"] == pytest.approx(0.0, abs=0.1)
+        assert row["level_8_12"]["mean"] == pytest.approx(6.0, abs=0.1)
+        assert row["level_8_12"]["n"] == 2 and row["level_8_12"]["ci95"] is not None
+        assert row["spread_8_12"]["mean"] == pytest.approx(1.0, abs=0.02)
+        # the baseline has no generated band: far too dull
+        assert by_group[group]["low resolution"]["level_8_12"]["mean"] < -20
+    header = (tmp_path / "per_item.csv").read_text().splitlines()[0]
+    assert header.startswith("system,item,group,lsd,level_5_8,level_8_12,")
+    markdown = (tmp_path / "summary.md").read_text()
+    assert markdown.count("| level 8–12 kHz (dB) |") == 3  # overall and per kind
+    assert "| spread 8–12 kHz |" in markdown
+    level = by_group["piano"]["bright"]["level_8_12"]
+    assert f"{level['mean']:.2f} ± {level['ci95']:.2f}" in markdown
+    page = (tmp_path / "report.html").read_text()
+    assert "<th>level 8–12 kHz (dB)</th>" in page
+    for name in ("all_items", "piano", "produced"):
+        assert f'<img src="band_level/{name}.png"' in page
+        assert (tmp_path / "band_level" / f"{name}.png").stat().st_size > 1000
+
+
+def test_a_silent_reference_band_is_left_out_not_failed(tmp_path):
+    from aeromamba.evaluation import evaluate_excerpts
+
+    hr = np.zeros(44100)
+    lr = np.zeros(11025)
+    evaluation = evaluate_excerpts(
+        [("silence", lr, hr)], {"same": lambda lr: np.zeros(44100)}, tmp_path, ["lsd"]
+    )
+    assert not evaluation.failures
+    entry = evaluation.summary["same"]["level_8_12"]
+    assert entry["n"] == 0 and entry["failed"] == 0 and entry["mean"] is None
+    assert evaluation.summary["same"]["lsd"]["n"] == 1
