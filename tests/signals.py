@@ -1,4 +1,4 @@
-"""The signal recipes of paqm.md section 13, shared by the metric tests."""
+"""The test signals of `docs/metrics.md` (PAQM check values), shared by the metric tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 
 def music(fs: int) -> np.ndarray:
-    """paqm.md section 13 `music(fs)`: 2 s, four decaying harmonic notes and four noise bursts."""
+    """`music(fs)`: 2 s, four decaying harmonic notes and four noise bursts."""
     n_samples = 2 * fs
     t = np.arange(n_samples) / fs
     rng = np.random.default_rng(0)
@@ -25,7 +25,7 @@ def music(fs: int) -> np.ndarray:
 
 
 def lowpass(x: np.ndarray, fc: float, fs: int) -> np.ndarray:
-    """paqm.md section 13 `lowpass(x, fc)`: zero every rfft bin above fc."""
+    """`lowpass(x, fc)`: zero every rfft bin above fc."""
     spectrum = np.fft.rfft(x)
     spectrum[np.fft.rfftfreq(len(x), 1 / fs) > fc] = 0
     return np.fft.irfft(spectrum, n=len(x))

@@ -1,4 +1,5 @@
-"""Losses of spec section 9: MR-STFT, hinge GAN and feature matching."""
+"""Losses of AERO and AEROMamba (Mandel et al. 2023; Abreu et al. 2024): MR-STFT, hinge GAN
+(MelGAN, Kumar et al. 2019) and feature matching."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""PAQM against shared/specs/paqm.md: the signal recipes and their check values (section 13),
-the golden scores of [REF] in native and release mode with their MOS columns, the stage,
-table and decay checkpoints (sections 4, 5, 7, 13), each stage against the spec's formula
-written out independently, and the properties and error cases of section 14."""
+"""PAQM against the authors' implementation ([REF]) and `docs/metrics.md`: the test signals and
+their check values, the golden scores of [REF] in native and release mode with their MOS
+columns, its table, decay and stage checkpoints, each stage against its formula written out
+independently, and the properties and error cases."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ SR = 44100
 SR_RELEASE = 48000
 
 
-# ---------------------------------------------------------------- section 13 recipes
+# ---------------------------------------------------------------- test signals
 
 
 def sine(fs: int) -> np.ndarray:
@@ -122,7 +122,7 @@ def test_golden_scores(row, mode):
     expected = p_native if mode == "native" else p_release
     p = score(test, reference, mode)
     if test == reference:
-        # identity rows measure only the reference epsilon: the spec asks P < 1e-4
+        # identity rows measure only the reference epsilon: P < 1e-4 is all they ask
         assert 0 <= p < 1e-4
     else:
         assert p == pytest.approx(expected, rel=1e-4)
@@ -154,7 +154,7 @@ def test_swapped_arguments():
     assert paqm(signal("music", SR), signal("lp4000", SR)) == pytest.approx(9.273720, rel=1e-4)
 
 
-def test_resampling_and_lowpass_values_of_section_12():
+def test_resampling_and_lowpass_values():
     m = signal("music", SR)
     down_up = soxr.resample(soxr.resample(m, SR, 11025, quality="VHQ"), 11025, SR, quality="VHQ")
     assert paqm(down_up[: len(m)], m) == pytest.approx(7.19, abs=0.006)
@@ -184,7 +184,7 @@ def test_mos_corrected_is_monotonic_and_bounded():
     assert mos_corrected(1.0) == pytest.approx(0.999 + 4 / (1 + np.exp(2.5524)), rel=1e-9)
 
 
-# ---------------------------------------------------------------- tables (sections 2-7)
+# ---------------------------------------------------------------- tables
 
 
 def close_to_printed(value: float, printed: str) -> bool:
@@ -221,7 +221,7 @@ def test_48k_native_leaves_band_7_empty():
         paqm(signal("music", SR_RELEASE), signal("music", SR_RELEASE), sr=48000)
 
 
-# band: centre Hz, transfer dB, threshold dB, E0 dB (section 7)
+# band: centre Hz, transfer dB, threshold dB, E0 dB (loudness)
 TABLE_CHECKPOINTS = {
     0: ("10.0", "+0.0017", "108.488", "108.490"),
     38: ("999.46", "0.0000", "3.5308", "3.5307"),
@@ -242,7 +242,7 @@ def test_band_table_checkpoints(band):
     assert 10 * np.log10(t.e0[band]) == pytest.approx(t.e0_db[band], abs=1e-9)
 
 
-# effective outer-ear gain at band centres (section 4): Hz, dB
+# effective outer-ear gain at band centres: Hz, dB
 GAINS = [
     ("10", "+0.002"), ("1000", "0.0"), ("1560", "-0.669"), ("2210", "-3.817"),
     ("4370", "-4.954"), ("8540", "+4.275"), ("11900", "+14.56"), ("16600", "+44.99"),
@@ -281,7 +281,7 @@ def test_regions():
     assert list(np.bincount(t.region)) == [10, 100, 19]
 
 
-# ---------------------------------------------------------------- stages (section 13)
+# ---------------------------------------------------------------- stages
 
 # after step: (band 38, band 100, sum over bands) at frame 50, analysed as a test (no epsilon)
 STAGES = {
@@ -329,14 +329,15 @@ def test_sine_peak_bin_power():
     )
 
 
-def test_stages_follow_the_spec_formulas():
-    """Steps 4-7 of `_stages` against the spec's formulas, written out literally."""
+def test_stages_follow_the_formulas():
+    """Ear gain, forward and simultaneous masking, loudness of `_stages` against the formulas
+    of `docs/metrics.md`, written out literally."""
     t = band_tables(SR)
     out = stages("music")
     p, p_t = out["band_power"], out["transfer"]
     np.testing.assert_allclose(p_t, 10 ** (t.transfer_db / 10)[:, None] * p, rtol=1e-12)
 
-    # step 5, one frame at a time
+    # forward masking, one frame at a time
     a, alpha = t.decay[:, None], 0.6
     s = np.empty_like(p_t)
     s[:, 0] = p_t[:, 0]
@@ -344,7 +345,7 @@ def test_stages_follow_the_spec_formulas():
         s[:, i] = ((a[:, 0] * s[:, i - 1]) ** alpha + p_t[:, i] ** alpha) ** (1 / alpha)
     np.testing.assert_allclose(out["time_spread"], s, rtol=1e-11)
 
-    # step 6, every (i, j) pair of a few frames
+    # simultaneous masking, every (i, j) pair of a few frames
     z = 0.1 + 0.2 * np.arange(t.n_bands)
     for frame in (0, 17, 50, 98):
         level = 10 * np.log10(s[:, frame])
@@ -354,14 +355,15 @@ def test_stages_follow_the_spec_formulas():
         e = np.sum((10 ** (m / 10)) ** 0.4, axis=1) ** 2.5
         np.testing.assert_allclose(out["excitation"][:, frame], e, rtol=1e-10)
 
-    # step 7
+    # loudness
     e, e0 = out["excitation"], t.e0[:, None]
     n = np.maximum((e0 / 0.5) ** 0.04 * ((1 - 0.5 + 0.5 * e / e0) ** 0.04 - 1), 0)
     np.testing.assert_allclose(out["loudness"], n, rtol=1e-9, atol=1e-14)
 
 
-def test_score_follows_the_spec_formulas():
-    """Steps 8-10 from the stages of both signals, against `paqm_details`."""
+def test_score_follows_the_formulas():
+    """Reference epsilon, scaling and disturbance from the stages of both signals, against
+    `paqm_details`."""
     test, ref = signal("lp4000", SR), signal("music", SR)
     n_test = _stages(test)["loudness"]
     n_ref = _stages(ref + np.finfo(np.float32).eps)["loudness"]
@@ -379,7 +381,7 @@ def test_score_follows_the_spec_formulas():
     assert float(got.p) == pytest.approx(d.sum(0).mean(), rel=1e-9)
 
 
-# ---------------------------------------------------------------- properties (section 14)
+# ---------------------------------------------------------------- properties
 
 
 @pytest.mark.parametrize("name", ["sine", "music"])
@@ -456,7 +458,7 @@ def test_release_mode_resamples_44k_input():
     assert PAQM(SR, mode="release")(m44, m44) < 1e-4
 
 
-# ---------------------------------------------------------------- errors (section 14.5)
+# ---------------------------------------------------------------- errors
 
 
 def test_too_short():

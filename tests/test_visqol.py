@@ -1,5 +1,5 @@
 """ViSQOL: the C++ reference's conformance scores through visqol-python, then the project's
-wrapper (44.1 kHz -> 48 kHz, 16-bit) on the paqm.md signal recipes."""
+wrapper (44.1 kHz -> 48 kHz, 16-bit) on the test signals of `tests/signals.py`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Log-spectral distance (LSD), over the full band or restricted to the high or low band.
 
-The protocol of the paper (architecture.md section 10): magnitude STFT with `torch.stft`,
-n_fft 2048, hop 512, periodic Hann window of 2048, `center=True` with torch's default reflect
-padding, no normalisation; P = |X|^2; per frame
+The protocol of the AEROMamba paper (Abreu et al. 2024; `docs/metrics.md`): magnitude STFT
+with `torch.stft`, n_fft 2048, hop 512, periodic Hann window of 2048, `center=True` with
+torch's default reflect padding, no normalisation; P = |X|^2; per frame
     sqrt(mean over bins of (log10 clamp(P_ref, 1e-8) - log10 clamp(P_est, 1e-8))^2)
 and the mean of that over frames.
 

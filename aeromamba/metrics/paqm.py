@@ -1,5 +1,5 @@
 """PAQM, the Perceptual Audio Quality Measure (Beerends & Stemerdink 1992), as the project
-computes it: `shared/specs/paqm.md`, which follows the implementation behind the
+computes it (`docs/metrics.md`, PAQM): it follows the implementation behind the
 AEROMamba(-PAQM) authors' numbers, including its slips (sign-flipped outer-ear table with a
 6.4 kHz node of -1 dB, the epsilon added to the reference, the non-monotonic release MOS map).
 
@@ -18,13 +18,13 @@ API
     PAQM(sr=44100, mode="native")(test, reference) -> tensor (...)
         Batched, (..., samples) -> (...); every table is built once per instance and device.
     PAQM.details / paqm_details -> PAQMDetails(p, frame_scores (..., M), disturbance (..., B, M))
-    mos_release(p), mos_corrected(p): the two MOS maps of spec section 12 (higher is better).
+    mos_release(p), mos_corrected(p): the two MOS maps of `docs/metrics.md` (higher is better).
 
 Shapes: M = floor((L - N_w) / H) + 1 frames, B = ceil(z(fs / 2) / 0.2) bands (99 x 129 for
 2 s at 44.1 kHz). Frames where the test (or reference) has exactly zero time-spread power in
 some band are NaN and skipped, as in the reference implementation.
 
-Numerics: where the reference rounds to float32 and the spec's checkpoints show it, the tables
+Numerics: where the reference rounds to float32 and its stage checkpoints show it, the tables
 do the same: the Hann window (torch's float32 `hann_window`), the band centres and edges, the
 Bark positions of the outer-ear nodes and the ISO 226 contour. Each moves P by < 1e-5, but the
 stage checkpoints by up to 16 % (band 100 of a sine sits on the window's rounding floor, lifted
@@ -62,7 +62,7 @@ __all__ = [
 Mode = Literal["native", "release"]
 ArrayLike = np.ndarray | torch.Tensor
 
-#: Added to every reference sample (float32 machine epsilon), spec step 8.
+#: Added to every reference sample (float32 machine epsilon), as the reference implementation does.
 REFERENCE_EPS = float(np.finfo(np.float32).eps)
 N_FFT = 2048
 BARK_STEP = 0.2
@@ -84,7 +84,7 @@ REGION_EDGES_BARK = (2.0, 22.0)
 RELEASE_SR = 48000
 RELEASE_ANALYSIS_SR = 44100
 
-# (Hz, dB). 6400 Hz is -1 in the reference (a slip for -1.64); the spec keeps it.
+# (Hz, dB). 6400 Hz is -1 in the reference (a slip for -1.64); kept, as its scores depend on it.
 _OUTER_EAR = (
     (100, 0.0), (200, 0.0), (500, 0.0), (1000, 0.0), (1720, 1.27), (2000, 2.68),
     (3150, 6.73), (5000, 3.04), (6400, -1.0), (10000, -7.5), (12000, -14.9),
@@ -173,7 +173,7 @@ def _iso226_threshold() -> tuple[np.ndarray, np.ndarray]:
     """The 3.539 phon contour at the 29 ISO 226 frequencies: (Hz, dB).
 
     Evaluated in float32 like the reference: the spline's extrapolation to 21.7 kHz amplifies
-    the rounding to 130.8306 dB (spec checkpoint) where float64 gives 130.8288.
+    the rounding to 130.8306 dB (the reference's value) where float64 gives 130.8288.
     """
     columns = zip(*_ISO226, strict=True)
     f, alpha, l_u, t_f = (torch.tensor(col, dtype=torch.float32) for col in columns)
@@ -186,7 +186,7 @@ def _iso226_threshold() -> tuple[np.ndarray, np.ndarray]:
 def _float32_geometry(n_bands: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Band centres (Bark) and edges (Hz) built in float32 as the reference does, as float64.
 
-    Float64 geometry would move P by < 1e-5 (spec section 3); float32 keeps the band widths,
+    Float64 geometry would move P by < 1e-5; float32 keeps the band widths,
     and so the stage checkpoints, within ~1e-7 of the reference instead of ~1e-5.
     """
     half = torch.tensor(BARK_STEP / 2, dtype=torch.float32)
@@ -287,8 +287,8 @@ def _reference_window(n: int) -> np.ndarray:
     """Symmetric Hann as the reference builds it: torch's float32 `hann_window`, on the CPU.
 
     Its float32 rounding is a noise floor ~200 dB under a sine's peak, but the top bands see it
-    through the +93 dB outer-ear gain: the spec's stage checkpoint at band 100 (sine, 1.6006e-9)
-    is only met with this window (an exact float64 Hann gives 1.374e-9). P moves < 1e-5.
+    through the +93 dB outer-ear gain: the reference's stage checkpoint at band 100 (sine,
+    1.6006e-9) is only met with this window (an exact float64 Hann gives 1.374e-9). P moves < 1e-5.
     """
     return torch.hann_window(n, periodic=False, dtype=torch.float32).double().numpy()
 
@@ -300,7 +300,7 @@ def _kernels(tables: BandTables, device: torch.device, dtype: torch.dtype) -> _K
     assert np.all(tables.bin_band[:n_member] >= 0)
 
     # A spread level M in dB enters the excitation as (10^(M/10))^(beta/2) = 10^(0.04 M).
-    # z_i - z_j = 0.2 (i - j) exactly, as the spec defines the centres (the float32 centres
+    # z_i - z_j = 0.2 (i - j) exactly, as the centres are defined (the float32 centres
     # would add ~1e-6 of noise to the far terms; the checkpoints agree better without it).
     per_db = BETA / 2 / 10.0
     index = np.arange(n_bands)
@@ -455,7 +455,7 @@ class PAQM:
     `sr` is the rate of the audio handed in. `mode="native"` analyses at `sr`;
     `mode="release"` resamples to 48 kHz (soxr VHQ, unless `sr` is 48000) and analyses with the
     44.1 kHz constants, as the AEROMamba-PAQM release does. Computation is in `dtype` (float64
-    by default; float32 moves the spec's goldens by < 1e-5 relative and lifts identity scores
+    by default; float32 moves the check values by < 1e-5 relative and lifts identity scores
     to ~4e-5) on the input's device. Not differentiable: it runs under `torch.no_grad`.
     """
 

@@ -1,11 +1,11 @@
 """ViSQOL v3 MOS-LQO through `visqol-python` (a Python port of Google's ViSQOL v3.3.3).
 
-The protocol of the paper (architecture.md section 10): audio mode at 48 kHz, both signals
-resampled to 48 kHz and stored as 16-bit. `visqol` reproduces that in memory: each signal is
-mixed down to mono (the channel mean, as ViSQOL's own WAV reader does), resampled with soxr VHQ
-(`aeromamba.audio.resample`) to the mode's rate, rounded to the 16-bit grid (k / 32768 for
-integer k in [-32768, 32767], so out-of-range samples clip as in a 16-bit file) and handed to
-ViSQOL as (reference, degraded).
+The protocol of the AEROMamba paper (Abreu et al. 2024; `docs/metrics.md`): audio mode at
+48 kHz, both signals resampled to 48 kHz and stored as 16-bit. `visqol` reproduces that in
+memory: each signal is mixed down to mono (the channel mean, as ViSQOL's own WAV reader
+does), resampled with soxr VHQ (`aeromamba.audio.resample`) to the mode's rate, rounded to the
+16-bit grid (k / 32768 for integer k in [-32768, 32767], so out-of-range samples clip as in a
+16-bit file) and handed to ViSQOL as (reference, degraded).
 
 Speech mode (16 kHz, VAD patches, 21 bands) is available only when asked for with
 `mode="speech"`; it uses ViSQOL's lattice quality mapper when `ai-edge-litert` is installed and
