@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from aeromamba.metrics.band_level import KEYS, LEVEL_KEYS, SPREAD_KEYS, band_level
 
@@ -94,3 +95,48 @@ def test_short_and_mismatched_inputs():
         band_level(_noise(1.0), _noise(2.0))
     with pytest.raises(ValueError, match="NaN"):
         band_level(np.full(4096, np.nan), _noise(0.1))
+
+
+class _Brighter(torch.nn.Module):
+    """A stand-in generator: for each validation input, its reference 6 dB brighter above 8 kHz."""
+
+    hr_sr = SR
+
+    def __init__(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        super().__init__()
+        self.outputs = {
+            lr.numpy().tobytes(): _gain_above(hr[0].numpy(), 8000, 6.0) for lr, hr in pairs
+        }
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.outputs[lr[0].numpy().tobytes()])[None, None]
+
+
+def test_validation_logs_the_band_level_and_skips_silent_items(tmp_path):
+    from aeromamba.models import make_discriminator, make_generator
+    from aeromamba.training.distributed import World
+    from aeromamba.training.solver import Solver, TrainConfig
+
+    pairs = []
+    for seed in (1, 2):
+        hr = _noise(1.0, seed) * 10 ** (_envelope_db(1.0, 12) / 20)
+        pairs.append((torch.from_numpy(hr[::4]).float()[None], torch.from_numpy(hr)[None]))
+    pairs.append((torch.zeros(1, SR // 4), torch.zeros(1, SR)))  # a silent segment
+    solver = Solver(
+        make_generator("aeromamba", channels=8),
+        make_discriminator(ndf=4, max_channels=32),
+        [],
+        pairs,
+        TrainConfig(epochs=1, batch_size=2, adversarial=False),
+        tmp_path,
+        torch.device("cpu"),
+        World(),
+        {},
+        logger=None,
+    )
+    solver.generator = _Brighter(pairs)
+    scores = solver.validate()
+    assert set(KEYS) <= set(scores)
+    assert scores["level_5_8"] == pytest.approx(0.0, abs=0.1)
+    assert scores["level_8_12"] == pytest.approx(6.0, abs=0.1)
+    assert scores["spread_8_12"] == pytest.approx(1.0, abs=0.02)

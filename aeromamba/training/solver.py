@@ -402,7 +402,10 @@ class Solver:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """LSD (full, high and low band) and PAQM of the generator on the validation items."""
+        """LSD (full, high and low band), PAQM and the generated band's level error and envelope
+        spread (`aeromamba.metrics.band_level.KEYS`) of the generator on the validation items;
+        a value undefined for an item (silent segment) is left out of its mean."""
+        from aeromamba.metrics.band_level import KEYS, band_level
         from aeromamba.metrics.lsd import lsd_bands
         from aeromamba.metrics.paqm import PAQM
 
@@ -423,12 +426,13 @@ class Solver:
                 scores["paqm"] = float(paqm(estimate, reference))
             except ValueError:  # a silent validation segment has no PAQM frame
                 scores["paqm"] = math.nan
+            scores |= band_level(estimate, reference, self.generator.hr_sr)
             for key, value in scores.items():
                 if math.isfinite(value):
                     sums[key] = sums.get(key, 0.0) + value
                     sums[f"_n_{key}"] = sums.get(f"_n_{key}", 0) + 1
             count += 1
-        keys = ("lsd", "lsd_hf", "lsd_lf", "paqm")
+        keys = ("lsd", "lsd_hf", "lsd_lf", "paqm", *KEYS)
         result = {}
         for key in keys:
             total = mean_across(sums.get(key, 0.0), self.world, self.device)
