@@ -48,8 +48,8 @@ HOP = 512
 
 
 def _as_signal(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
-    """A 1-D float64 tensor; ValueError for another shape or non-finite samples."""
-    t = torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64)
+    """A 1-D float32 tensor; ValueError for another shape or non-finite samples."""
+    t = torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float32)
     if t.ndim != 1:
         raise ValueError(f"{name}: expected a mono signal (samples,), got {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -64,13 +64,13 @@ def band_powers(x: torch.Tensor, sr: float) -> torch.Tensor:
     window = torch.hann_window(N_FFT, periodic=True, dtype=x.dtype)
     spec = torch.stft(x, N_FFT, HOP, window=window, center=False, return_complex=True)
     power = (spec.real.square() + spec.imag.square()) / window.sum().square()
-    freqs = torch.arange(N_FFT // 2 + 1, dtype=torch.float64) * (sr / N_FFT)
+    freqs = np.arange(N_FFT // 2 + 1) * (sr / N_FFT)
     rows = []
     for name, low, high in BANDS:
-        mask = (freqs > low) & (freqs <= high)
-        if not mask.any():
+        first, end = np.searchsorted(freqs, low, "right"), np.searchsorted(freqs, high, "right")
+        if first == end:
             raise ValueError(f"band {name}: no STFT bin between {low} and {high} Hz at {sr} Hz")
-        rows.append(power[mask].mean(dim=0))
+        rows.append(power[first:end].mean(dim=0))
     return torch.stack(rows)
 
 
