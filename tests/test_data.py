@@ -337,9 +337,10 @@ def test_test_protocol_gives_two_excerpts_for_fifty_seconds(tmp_path: Path):
         (tmp_path / f"{split}.json").write_text(json.dumps(manifest))
     sf.write(tmp_path / "long_lr.wav", _tone(50.0, 11025), 11025)
     sf.write(tmp_path / "long.wav", _tone(50.0, 44100), 44100)
-    for name in ("forty", "short"):  # listed files must exist; only their lengths are used here
-        (tmp_path / f"{name}.wav").touch()
-        (tmp_path / f"{name}_lr.wav").touch()
+    for name, seconds in (("forty", 40.0), ("short", 7.0)):  # headers must match the manifest
+        for suffix, rate in (("", 44100), ("_lr", 11025)):
+            silence = np.zeros(int(seconds * rate), np.int16)
+            sf.write(tmp_path / f"{name}{suffix}.wav", silence, rate, subtype="PCM_16")
     data = PairedSegments(tmp_path, "test", segment=10, stride=40)
     assert [data.describe(i) for i in range(len(data))] == [
         ("forty", 0.0),

@@ -4,6 +4,11 @@ Segments are read from disk item by item (soundfile start/frames), never whole f
 whole corpus. The optional power filter needs a pass over the corpus; it is made once, file by
 file, and cached beside the manifest as `{split}.segments.json`, keyed by the settings and the
 manifest's SHA-256.
+
+Manifests are not trusted: every listed file must lie inside the corpus (links resolved), and
+its rate and length must be those the manifest states, read from the file's header; a problem
+is one line naming the manifest and the item (`ManifestError`). NaN or Inf samples are named
+with their file when met (`NonFiniteAudioError`), rather than surfacing as a NaN loss.
 """
 
 from __future__ import annotations
@@ -24,9 +29,61 @@ from torch.utils.data import Dataset
 
 from aeromamba.audio import AudioError
 from aeromamba.data.prepare import manifest_path
+from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 
 log = logging.getLogger(__name__)
+ITEM_KEYS = {"name": str, "lr": str, "hr": str, "lr_length": int, "hr_length": int}
+
+
+class ManifestError(UsageError):
+    """A manifest that cannot be trusted: one line naming it, the item and the problem."""
+
+
+class NonFiniteAudioError(UsageError):
+    """NaN or Inf samples in a corpus file.
+
+    One line even when a DataLoader worker raised it: the main process raises it again with
+    the worker's traceback as its message, whose last line is the original one.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "\nOriginal Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.partition(": ")[2] or last
+        super().__init__(message)
+
+
+def _prepare_again(root: Path) -> str:
+    return f"prepare the corpus again (python scripts/prepare_data.py SRC {root})"
+
+
+def read_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
+    """The manifest at `path` and its bytes; ManifestError for damaged JSON or missing keys."""
+    raw = path.read_bytes()
+    again = _prepare_again(path.parent)
+    try:
+        manifest = json.loads(raw)
+    except ValueError as err:
+        raise ManifestError(f"{path}: not a readable manifest ({err}); {again}") from err
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path}: not a manifest (no JSON object); {again}")
+    missing = [key for key in ("lr_sr", "hr_sr", "items") if key not in manifest]
+    if missing or not isinstance(manifest["items"], list):
+        what = f"no {', '.join(missing)}" if missing else "items is not a list"
+        raise ManifestError(f"{path}: not a manifest ({what}); {again}")
+    return manifest, raw
+
+
+def _finite(audio: np.ndarray, path: Path, start: int, rate: int) -> np.ndarray:
+    """`audio` (read from `path` at sample `start`) if all finite; NonFiniteAudioError else."""
+    bad = np.flatnonzero(~np.isfinite(audio))
+    if bad.size:
+        raise NonFiniteAudioError(
+            f"{path}: NaN or Inf samples ({bad.size}, the first at {(start + bad[0]) / rate:.2f} "
+            f"s); prepare it again from a finite source, or remove its item from the manifest"
+        )
+    return audio
 
 
 def segment_starts(length: int, segment: int, stride: int, pad: bool) -> range:
@@ -85,24 +142,19 @@ class PairedSegments(Dataset):
         path = manifest_path(self.root, split)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: manifest of split '{split}' not found")
-        raw = path.read_bytes()
-        manifest = json.loads(raw)
+        manifest, raw = read_manifest(path)
         if (manifest["lr_sr"], manifest["hr_sr"]) != (lr_sr, hr_sr):
-            raise ValueError(
+            raise ManifestError(
                 f"{path}: prepared at {manifest['lr_sr']} / {manifest['hr_sr']} Hz, "
                 f"asked for {lr_sr} / {hr_sr} Hz"
             )
         if hr_sr % lr_sr:
             raise ValueError(f"hr_sr {hr_sr} is not a multiple of lr_sr {lr_sr}")
         self.lr_sr, self.hr_sr, self.ratio = lr_sr, hr_sr, hr_sr // lr_sr
+        self.manifest = path
+        for number, item in enumerate(manifest["items"], 1):
+            self._check_item(item, f"{path}: item {number}")
         self.files = sorted(manifest["items"], key=lambda item: item["name"])
-        for item in self.files:
-            for key in ("lr", "hr"):
-                if not (self.root / item[key]).is_file():
-                    raise FileNotFoundError(
-                        f"{self.root / item[key]}: listed in {path} but missing; prepare the "
-                        f"corpus again (python scripts/prepare_data.py SRC {self.root})"
-                    )
         self.segment = None if segment is None else round(segment * lr_sr)
         self.stride = None if segment is None else round((stride or segment) * lr_sr)
         self.index: list[tuple[int, int]] = []  # (file, start in low-resolution samples)
@@ -122,6 +174,45 @@ class PairedSegments(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def _check_item(self, item: Any, where: str) -> None:
+        """ManifestError unless `item` has its keys, and its files lie inside the corpus with
+        the rates and lengths it states."""
+        again = _prepare_again(self.root)
+        if not isinstance(item, dict):
+            raise ManifestError(f"{where}: not a JSON object; {again}")
+        if isinstance(item.get("name"), str):
+            where = f"{where} ('{item['name']}')"
+        for key, kind in ITEM_KEYS.items():
+            value = item.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                problem = "missing" if key not in item else f"{value!r}, not a {kind.__name__}"
+                raise ManifestError(f"{where}: {key} {problem}; {again}")
+        if item["hr_length"] != item["lr_length"] * self.ratio:
+            raise ManifestError(
+                f"{where}: hr_length {item['hr_length']} is not {self.ratio} x lr_length "
+                f"{item['lr_length']}; {again}"
+            )
+        inside = self.root.resolve()
+        for key, rate in (("lr", self.lr_sr), ("hr", self.hr_sr)):
+            path = self.root / item[key]
+            if not path.resolve().is_relative_to(inside):
+                raise ManifestError(
+                    f"{where}: {key} {item[key]} lies outside the corpus {self.root}; a manifest "
+                    f"lists only files of its corpus"
+                )
+            if not path.is_file():
+                raise ManifestError(f"{where}: {path} is missing; {again}")
+            try:
+                info = sf.info(str(path))
+            except (sf.LibsndfileError, RuntimeError) as err:
+                raise ManifestError(f"{where}: {path} is not readable audio ({err})") from err
+            length = item[f"{key}_length"]
+            if (info.samplerate, info.frames) != (rate, length):
+                raise ManifestError(
+                    f"{where}: {path} holds {info.frames} samples at {info.samplerate} Hz, the "
+                    f"manifest says {key}_length {length} at {rate} Hz; {again}"
+                )
+
     def _lengths(self, file: int) -> tuple[int, int]:
         """Samples to read (low, high) for `file`: the segment, or the whole low-res file."""
         frames = self.segment or self.files[file]["lr_length"]
@@ -131,8 +222,10 @@ class PairedSegments(Dataset):
         file, start = self.index[index]
         item = self.files[file]
         lr_frames, hr_frames = self._lengths(file)
-        lr = read_frames(self.root / item["lr"], start, lr_frames)
-        hr = read_frames(self.root / item["hr"], start * self.ratio, hr_frames)
+        lr_path, hr_path = self.root / item["lr"], self.root / item["hr"]
+        lr = _finite(read_frames(lr_path, start, lr_frames), lr_path, start, self.lr_sr)
+        hr_start = start * self.ratio
+        hr = _finite(read_frames(hr_path, hr_start, hr_frames), hr_path, hr_start, self.hr_sr)
         return torch.from_numpy(lr)[None], torch.from_numpy(hr)[None]
 
     def describe(self, index: int) -> tuple[str, float]:
@@ -148,7 +241,8 @@ class PairedSegments(Dataset):
         """High-resolution RMS level (dBFS, -inf for silence) of the segment at low-res sample
         `start`."""
         _, hr_frames = self._lengths(file)
-        hr = read_frames(self.root / self.files[file]["hr"], start * self.ratio, hr_frames)
+        path, hr_start = self.root / self.files[file]["hr"], start * self.ratio
+        hr = _finite(read_frames(path, hr_start, hr_frames), path, hr_start, self.hr_sr)
         power = float(np.dot(hr.astype(np.float64), hr)) / hr.size
         return 10 * math.log10(power) if power > 0 else -math.inf
 
@@ -160,13 +254,10 @@ class PairedSegments(Dataset):
         cache_path = manifest.with_name(f"{manifest.stem}.segments.json")
         digest = hashlib.sha256(raw).hexdigest()
         key = json.dumps(settings, sort_keys=True)
-        cache: dict[str, Any] = {"manifest_sha256": digest, "filters": {}}
-        if cache_path.is_file():
-            stored = json.loads(cache_path.read_text())
-            if stored.get("manifest_sha256") == digest:
-                cache = stored
-        if key in cache["filters"]:
-            return [tuple(entry) for entry in cache["filters"][key]]
+        cache = self._read_cache(cache_path, digest)
+        kept = self._cached(cache["filters"].get(key))
+        if kept is not None:
+            return kept
         log.info("measuring segment power of %s (cached in %s)", manifest, cache_path)
         kept = [(f, s) for f, s in self.index if self._level(f, s) >= settings["min_dbfs"]]
         cache["filters"][key] = kept
@@ -176,3 +267,31 @@ class PairedSegments(Dataset):
         except OSError as err:  # a read-only corpus still works, it just measures every time
             log.warning("%s: cannot write the segment cache (%s)", cache_path, err)
         return kept
+
+    @staticmethod
+    def _read_cache(path: Path, digest: str) -> dict[str, Any]:
+        """The segment cache at `path` if it belongs to the manifest of SHA-256 `digest`, else
+        an empty one (a damaged cache is measured anew, with a warning)."""
+        empty: dict[str, Any] = {"manifest_sha256": digest, "filters": {}}
+        if not path.is_file():
+            return empty
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            log.warning("%s: damaged segment cache, measured anew (%s)", path, err)
+            return empty
+        if not isinstance(stored, dict) or not isinstance(stored.get("filters"), dict):
+            log.warning("%s: not a segment cache, measured anew", path)
+            return empty
+        return stored if stored.get("manifest_sha256") == digest else empty
+
+    def _cached(self, entries: Any) -> list[tuple[int, int]] | None:
+        """A cached filter's segments, or None when absent or not segments of this index."""
+        if not isinstance(entries, list):
+            return None
+        known = set(self.index)
+        try:
+            kept = [(int(f), int(s)) for f, s in entries]
+        except (TypeError, ValueError):
+            return None
+        return kept if set(kept) <= known else None
