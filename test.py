@@ -3,8 +3,10 @@
 
 Rows: the low-resolution baseline (soxr upsampling of the input) and, for each checkpoint, the
 network's whole band and what predict.py writes by default (`outputs=`); columns LSD, LSD-HF,
-LSD-LF, ViSQOL, PAQM with 95% confidence intervals and Mann–Whitney U p-values, over all
-excerpts and, when the test split has groups (kinds of music), for each group. Writes
+LSD-LF, ViSQOL, PAQM with 95% confidence intervals and Mann–Whitney U p-values, and a second
+table of the generated band against the reference (level error in dB and envelope spread ratio
+in 5.5–8, 8–12, 12–16 and 16–20 kHz; `aeromamba.metrics.band_level`), over all excerpts and,
+when the test split has groups (kinds of music), for each group. Writes
 summary.json, summary_by_group.json, per_item.csv, summary.md (and report.html) into the run
 directory. The sample rates are the models'; the prepared corpus must match them.
 Options and checkpoints are checked before the data is read or prepared: a bad one ends with

@@ -4,7 +4,9 @@
         [--lowres DIR] [--metrics lsd,lsd_hf,lsd_lf,visqol,paqm] --out OUT [--report]
 
 Writes OUT/summary.json (system → metric → mean, ci95, n, failed), OUT/per_item.csv,
-OUT/summary.md and, with --report, OUT/report.html. `--lowres` adds the baseline row: the
+OUT/summary.md and, with --report, OUT/report.html. Whatever the metrics, the generated band's
+level error (dB) and envelope spread ratio per band (level_5_8 ... spread_16_20) get their own
+table and, in the report, a bar plot. `--lowres` adds the baseline row: the
 low-resolution files upsampled to 44.1 kHz with soxr (VHQ). Every system needs its own name.
 A bad option or folder ends with one line `error: ...` (status 2) before anything is scored;
 status 1 when any item or metric failed (the failures are listed in summary.md and printed).
