@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from aeromamba.cli import device_option, entry_point
 from aeromamba.errors import UsageError
@@ -23,6 +23,28 @@ EXAMPLE = ROOT / "examples" / "example_11k.wav"
 EXAMPLE_REFERENCE = ROOT / "examples" / "example_44k.wav"
 
 log = logging.getLogger("aeromamba.predict")
+NULLABLE = {"band_cap"}  # numeric options whose null means "off"
+
+
+def check_option_types(cfg: DictConfig) -> None:
+    """UsageError for an option whose value is not of its default's kind: true or false for a
+    boolean (`keep_lowband=maybe` is neither), a whole number for an integer, a number for a
+    number, text for text. Options whose default is null are checked where they are used."""
+    defaults = OmegaConf.load(ROOT / "conf" / "predict.yaml")
+    for key, default in defaults.items():
+        value = cfg.get(key)
+        if key in ("defaults", "hydra") or default is None or (value is None and key in NULLABLE):
+            continue
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        else:
+            ok, kind = isinstance(value, str), "text"
+        if not ok:
+            raise UsageError(f"{key}={value}: must be {kind}")
 
 
 def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
@@ -48,13 +70,15 @@ def main(cfg: DictConfig) -> int:
     from aeromamba.checkpoint import load_generator
     from aeromamba.devices import configure_cpu
     from aeromamba.enhance import check_band_cap, check_chunking, try_compile
-    from aeromamba.inference import output_path, predict_files
+    from aeromamba.inference import check_batch_size, output_path, predict_files
 
+    check_option_types(cfg)
     try:
         configure_cpu(cfg.threads, cfg.keep_freed_memory)
     except ValueError as err:  # threads=
         raise UsageError(str(err)) from err
     check_chunking(cfg.chunk, cfg.overlap)
+    check_batch_size(cfg.batch_size)
     check_band_cap(cfg.band_cap)
     device = device_option(cfg.device)
     example = cfg.input is None

@@ -17,6 +17,11 @@ from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".opus", ".caf")
+# Names of audio files, readable by soundfile or not: a file named so that soundfile cannot
+# read is a failure; any other file soundfile cannot read is no audio (a cover, notes, a list).
+AUDIO_SUFFIXES = frozenset(
+    (*AUDIO_EXTENSIONS, *(f".{name.lower()}" for name in sf.available_formats()))
+) | {".aac", ".m4a", ".mp2", ".mpc", ".wma", ".wv", ".ape", ".alac", ".ac3", ".dsf", ".mka"}
 
 
 class AudioError(UsageError, ValueError):

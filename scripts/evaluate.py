@@ -48,6 +48,22 @@ def systems_option(estimates: list[str], lowres: str | None) -> dict[str, str]:
     return systems
 
 
+def check_out(out: str, reference: str, systems: dict[str, str]) -> None:
+    """UsageError when `out` is (inside) the reference or a system's folder: the next run
+    would score the report's own audio."""
+    where = Path(out).resolve()
+    scored = [("--reference", reference)]
+    scored += [
+        ("--lowres" if name == LOWRES else "--estimate", folder) for name, folder in systems.items()
+    ]
+    for flag, folder in scored:
+        if where == Path(folder).resolve() or Path(folder).resolve() in where.parents:
+            raise UsageError(
+                f"--out {out}: inside {flag} {folder}, whose files are scored; "
+                "write the results outside it"
+            )
+
+
 @entry_point
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,6 +83,7 @@ def main() -> int:
         raise UsageError(f"--out {args.out}: not a folder")
     if not Path(args.reference).exists():
         raise UsageError(f"--reference {args.reference}: no such file or folder")
+    check_out(args.out, args.reference, systems)
     lowres = systems.pop(LOWRES, None)
     evaluation = evaluate_folders(
         args.reference,

@@ -89,6 +89,30 @@ def test_predict_refuses_chunks_below_the_bound_at_once(checkpoint, clip, tmp_pa
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    "option,needles",
+    [
+        ("keep_lowband=maybe", ["keep_lowband=maybe", "true or false"]),
+        ("overwrite=1", ["overwrite=1", "true or false"]),
+        ("batch_size=abc", ["batch_size=abc", "whole number"]),
+        ("batch_size=0", ["batch_size", "at least 1"]),
+        ("batch_size=-3", ["batch_size", "at least 1"]),
+    ],
+)
+def test_predict_options_are_typed_strictly(checkpoint, clip, tmp_path, option, needles):
+    result = predict(checkpoint, f"input={clip}", f"output={tmp_path}", option)
+    assert_one_line_error(result, *needles)
+    assert not any(tmp_path.iterdir())
+
+
+def test_predict_refuses_an_input_that_is_no_regular_file(checkpoint, tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    result = predict(checkpoint, f"input={fifo}", f"output={tmp_path / 'out'}")
+    assert_one_line_error(result, str(fifo), "not a regular file", "FIFO")
+    assert not (tmp_path / "out").exists()
+
+
 def test_predict_checkpoint_that_is_a_folder(tmp_path, clip):
     result = run(
         "predict.py", f"input={clip}", f"output={tmp_path / 'out'}", f"checkpoint={tmp_path}"
@@ -278,6 +302,14 @@ def test_evaluate_missing_reference_and_out_a_file(folders, tmp_path):
         folders, "--estimate", tmp_path / "absent", "--metrics", "lsd", "--out", tmp_path / "o"
     )
     assert_one_line_error(result, str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("inside", ["ref", "a"])
+def test_evaluate_refuses_out_inside_a_scored_folder(folders, inside):
+    out = folders[inside] / "report"
+    result = evaluate(folders, "--estimate", folders["a"], "--metrics", "lsd", "--out", out)
+    assert_one_line_error(result, str(out), "inside", str(folders[inside]))
+    assert not out.exists()
 
 
 def test_evaluate_two_names_two_rows(folders, tmp_path):
