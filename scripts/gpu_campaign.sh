@@ -1,31 +1,29 @@
 #!/usr/bin/env bash
-# Continue the training campaign (conf/recipe/cpu_campaign.yaml) on a lent GPU for the minutes
-# available, and bring the weights back (issue 20, item 5). The whole corpus (~800 minutes) is
-# far too big to carry: the GPU trains on a packed sample of it.
+# Train on a GPU machine for MINUTES from a packed corpus, and keep the weights: the training
+# campaign (conf/recipe/cpu_campaign.yaml) continued from a start checkpoint on a sample of its
+# corpus small enough to copy (the whole corpus is ~800 minutes).
 #
-# On the development machine:
-#   1. pack a sample small enough for the transfer (64 MiB in all: the working tree ~12 MiB,
-#      .whl/ ~6 MiB, start.pt 9-14 MiB, so --mib 30 with a 9 MiB start.pt, 25 with 14 MiB):
+# Where the corpus is:
+#   1. pack a sample of it (mono 16-bit FLAC excerpts, train and valid splits):
 #        python scripts/pack_corpus.py data/campaign_raw data/gpu_pack --mib 30
 #   2. the weights to start from, a generator that had the STFT-only stage:
 #        cp runs/cpu_campaign/best.pt data/gpu_pack/start.pt
 #      (or the last.pt of an earlier GPU run: it holds the discriminator too, so the
 #      discriminator's warm-up is skipped);
-#   3. the packages the GPU image lacks (needs PyPI): bash scripts/gpu_wheels.sh  (-> .whl/);
-#   4. the device tool's run, with the script's whole time under its limit:
-#        command: MINUTES=6 bash scripts/gpu_campaign.sh
-#        carry:   ["data/gpu_pack", ".whl"]     timeout_s: 600
-#      It prepares the pack (scripts/prepare_data.py, all cores), trains
-#      `train.py recipe=cpu_campaign` from start.pt for MINUTES, stops it with SIGTERM (the
-#      run keeps its last finished epoch: epochs of 100 steps are checkpointed) and writes to
-#      $OUT: best.pt (the generator of the best validation epoch, 9 MiB), last.pt (the last
-#      epoch's generator and discriminator without Adam's state, 14 MiB: checkpoint.pt, 50 MiB,
-#      cannot come back), history.json, train.log (its end), prepare.log, env.txt and
-#      summary.txt;
-#   5. the files come back under the tool's files_at folder; summary.txt says where to copy
-#      them and how to score them: python test.py dset=campaign checkpoint=<best.pt>.
+#   3. for a GPU machine without network access, the packages its image lacks (needs PyPI):
+#        bash scripts/gpu_wheels.sh  (-> .whl/)
+# Then copy the repository with data/gpu_pack (and .whl/) to the GPU machine and run there:
+#        MINUTES=6 bash scripts/gpu_campaign.sh
+#   It prepares the pack (scripts/prepare_data.py, all cores), trains
+#   `train.py recipe=cpu_campaign` from start.pt for MINUTES, stops it with SIGTERM (the run
+#   keeps its last finished epoch: epochs of 100 steps are checkpointed) and writes to OUT:
+#   best.pt (the generator of the best validation epoch, 9 MiB), last.pt (the last epoch's
+#   generator and discriminator without Adam's state, 14 MiB; checkpoint.pt with it is 50 MiB),
+#   history.json, train.log (its end), prepare.log, env.txt and summary.txt. Copy OUT back
+#   beside the corpus: summary.txt says how to score it (test.py on the whole test split) and
+#   how to continue from it.
 #
-# Settings (environment): MINUTES (6, whole minutes) of training; LIMIT (570) seconds for the
+# Settings (environment): MINUTES (6, whole minutes) of training; LIMIT (none) seconds for the
 # whole script, training shortened to fit it; BATCH (16) segments of 2 s; DEVICE (cuda; cpu
 # for a dry run); WORKERS (4) data loaders; ADVERSARIAL_START (0) steps with the STFT loss
 # alone; WARMUP (discriminator steps before the generator uses it: 0 when start.pt holds a
@@ -38,7 +36,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-6}
-LIMIT=${LIMIT:-570}
+LIMIT=${LIMIT:-}
 BATCH=${BATCH:-16}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-4}
@@ -64,7 +62,7 @@ unbar() { # a log without tqdm's progress bars (carriage-return redraws)
     tr '\r' '\n' | grep -Ev '^\s*$|[0-9]+/[0-9]+ \[[0-9:]+<'
 }
 
-# --- dependencies (as scripts/gpu_check.sh; the GPU machine has no network) -----------------
+# --- dependencies (as scripts/gpu_check.sh: from .whl/ where there is no network) ---------
 if compgen -G ".whl/*.whl" >/dev/null; then
     $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/aeromamba-site .whl/*.whl
     export PYTHONPATH=/tmp/aeromamba-site${PYTHONPATH:+:$PYTHONPATH}
@@ -100,7 +98,10 @@ tail -n 4 "$OUT/prepare.log"
 
 # --- training -----------------------------------------------------------------------------
 reserve=$((GRACE + 40)) # a late SIGKILL, then the export
-seconds=$((MINUTES * 60 < LIMIT - SECONDS - reserve ? MINUTES * 60 : LIMIT - SECONDS - reserve))
+seconds=$((MINUTES * 60))
+if [[ -n $LIMIT ]] && ((LIMIT - SECONDS - reserve < seconds)); then
+    seconds=$((LIMIT - SECONDS - reserve))
+fi
 ((seconds > 0)) || stop "no time left to train (LIMIT=$LIMIT s, $SECONDS s used)"
 run=$WORK/run
 rm -rf "$run" # a fresh run directory: continue_from applies only to one without a checkpoint
@@ -155,11 +156,10 @@ for e in history:
     print(f"{e['epoch']:5d} {e['step']:5d}  {e['train']['mrstft']:.3f}          {scores}{best}")
 back = sorted(p.name for p in out.iterdir() if p.suffix == ".pt")
 sizes = [f"{name} ({(out / name).stat().st_size / 2**20:.1f} MiB)" for name in back]
-print("brought back: " + ", ".join(sizes))
+print("written to OUT: " + ", ".join(sizes))
 folder = f"runs/gpu_campaign_{time.strftime('%Y%m%d_%H%M')}"
 best = "best.pt" if "best.pt" in back else "last.pt"
-print(f"""on the development machine, from the run tool's files_at folder (FILES_AT):
-  mkdir -p {folder} && cp FILES_AT/* {folder}/
+print(f"""beside the corpus, with these files copied from OUT to {folder}/:
   python test.py dset=campaign checkpoint={folder}/{best} hydra.run.dir={folder}/test
 continue the campaign there from the last weights, discriminator included:
   python train.py recipe=cpu_campaign continue_from={folder}/last.pt adversarial_start=0 \\

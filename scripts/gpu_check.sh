@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of the Triton selective scan (issue 23), in under 8 minutes on one CUDA GPU:
+# The GPU check of the Triton selective scan, in under 8 minutes on one CUDA GPU:
 #   1. the tests marked `gpu` (Triton against the reference, bf16 autocast, mamba_ssm);
 #   2. seconds per training step (scripts/benchmarks/training.py --device cuda) of aero,
 #      aeromamba and aeromamba_official at batch 1 and 4 x 4 s, fp32 and bf16, and of aeromamba

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Fetch, on a machine with PyPI, the wheels that an offline GPU machine lacks (its image has
-# PyTorch, Triton, NumPy, SciPy, tqdm, PyYAML but not the audio and config packages) into .whl/
-# (ignored by git), for scripts/gpu_check.sh to install there. Python 3.12, x86-64 Linux;
-# PYTHON_VERSION=3.11 etc. for another interpreter.
+# Fetch, on a machine with PyPI, the wheels that a GPU machine without network access lacks
+# (an image with PyTorch, Triton, NumPy, SciPy, tqdm, PyYAML but not the audio and config
+# packages) into .whl/ (ignored by git), for scripts/gpu_check.sh and scripts/gpu_campaign.sh
+# to install there. Python 3.12, x86-64 Linux; PYTHON_VERSION=3.11 etc. for another
+# interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${PYTHON_VERSION:-3.12}
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
 rm -rf .whl
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version "$version" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
