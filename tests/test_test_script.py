@@ -47,7 +47,9 @@ def test_test_py_reports_each_kind_and_both_outputs(tmp_path: Path):
         # predict keeps the input's low band: its full-band LSD is below the network's
         assert group["model, predict"]["lsd"]["mean"] < group["model, network"]["lsd"]["mean"]
         assert group["model, predict"]["lsd"]["n"] == 1  # one 2 s excerpt every 40 s
+        assert group["model, predict"]["level_8_12"]["n"] == 1  # the generated band's level
     assert "### piano" in result.stdout and "### produced" in result.stdout
+    assert result.stdout.count("| level 8–12 kHz (dB) |") == 3  # overall and per kind
 
 
 def test_test_py_refuses_an_unknown_output(tmp_path: Path):
