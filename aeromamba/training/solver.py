@@ -95,8 +95,9 @@ class Solver:
         if world.distributed:
             ids = [device.index] if device.type == "cuda" else None
             # the release's variant registers Mamba blocks it never calls
+            unused = not self.generator.kwargs["mamba_executed"]
             self.g_model = DistributedDataParallel(
-                self.generator, device_ids=ids, find_unused_parameters=True
+                self.generator, device_ids=ids, find_unused_parameters=unused
             )
             self.d_model = DistributedDataParallel(self.discriminator, device_ids=ids)
 
