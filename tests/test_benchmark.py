@@ -4,7 +4,6 @@ ratios."""
 from __future__ import annotations
 
 import sys
-import time
 
 import pytest
 import torch
@@ -58,16 +57,35 @@ def test_alternate_warms_up_then_takes_the_runs_in_turn() -> None:
     assert [len(record) for record in times.values()] == [3, 3]
 
 
-def test_timing_tells_wall_from_cpu_seconds() -> None:
-    with measure.timing() as slept:
-        time.sleep(0.05)
-    assert slept.wall >= 0.05 and slept.cpu < 0.04
+class Clocks:
+    """Stand-ins for `time.perf_counter` (wall) and `time.process_time` (CPU) that advance only
+    when a test moves them, so the timings do not depend on the machine's load."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def perf_counter(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+
+@pytest.fixture
+def clocks(monkeypatch) -> Clocks:
+    fake = Clocks()
+    monkeypatch.setattr(measure, "time", fake)
+    return fake
+
+
+def test_timing_tells_wall_from_cpu_seconds(clocks) -> None:
+    with measure.timing() as waited:
+        clocks.wall += 0.125  # waiting: the wall clock runs, the CPU clock does not
+    assert (waited.wall, waited.cpu) == (0.125, 0.0)
     with measure.timing() as worked:
-        stop = time.process_time() + 0.05
-        while time.process_time() < stop:
-            pass
-    # one busy thread: its CPU seconds match its wall seconds (the clocks tick microseconds apart)
-    assert worked.cpu >= 0.05 and worked.wall == pytest.approx(worked.cpu, rel=0.2)
+        clocks.wall += 0.25
+        clocks.cpu += 0.5  # two busy threads
+    assert (worked.wall, worked.cpu) == (0.25, 0.5)
 
 
 def test_median_ratio_pairs_the_rounds() -> None:
@@ -76,9 +94,13 @@ def test_median_ratio_pairs_the_rounds() -> None:
         measure.median_ratio([1.0, 2.0], [1.0])
 
 
-def test_median_seconds_leaves_out_the_warm_up() -> None:
-    delays = iter([0.2, 0.01, 0.02, 0.03])
-    assert measure.median_seconds(lambda: time.sleep(next(delays)), 3) < 0.1
+def test_median_seconds_leaves_out_the_warm_up(clocks) -> None:
+    delays = iter([0.25, 0.5, 0.125, 1.0])  # the warm-up call first
+
+    def run() -> None:
+        clocks.wall += next(delays)
+
+    assert measure.median_seconds(run, 3) == 0.5
 
 
 def case(variant: str, times: list[float], peak: float, seconds: float = 10.0) -> dict:
