@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Pack a sample of a corpus small enough to carry to a lent GPU machine (scripts/gpu_campaign.sh).
+"""Pack a sample of a corpus small enough to copy to a GPU machine (scripts/gpu_campaign.sh).
 
 SRC is laid out as SRC/{train,valid}/{kind}/*.wav (the campaign's raw corpus); test/ is never
-packed, the scores being measured on the development machine over the whole test split.
+packed, the scores being measured where the corpus is, over the whole test split.
 DEST receives DEST/{split}/{kind}/<name>.flac, mono (channels averaged) 16-bit FLAC at the
 source's rate, and DEST/pack.json naming each file's source and excerpt.
 

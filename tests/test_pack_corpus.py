@@ -1,4 +1,4 @@
-"""scripts/pack_corpus.py (a corpus sample for a lent GPU) and scripts/gpu_campaign.sh."""
+"""scripts/pack_corpus.py (a corpus sample for a GPU machine) and scripts/gpu_campaign.sh."""
 
 from __future__ import annotations
 
