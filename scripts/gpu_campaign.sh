@@ -77,7 +77,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 $PY -c "import soundfile, soxr, hydra, omegaconf, scipy, tqdm" ||
-    stop "missing packages: make .whl/ with scripts/gpu_wheels.sh and carry it"
+    stop "missing packages: make .whl/ with scripts/gpu_wheels.sh and copy it here"
 if [[ $DEVICE == cuda* ]] && ! $PY -c "import torch; assert torch.cuda.is_available()"; then
     stop "no CUDA device: nothing to train (DEVICE=cpu for a dry run)"
 fi
