@@ -2,14 +2,17 @@
 
 Under `torchrun --nproc_per_node=N train.py ...` it trains with DistributedDataParallel.
 The run directory (hydra.run.dir) holds checkpoint.pt, best.pt and history.json; running the
-same command again resumes.
+same command again resumes. One training at a time holds a run directory (its train.lock); a
+run that starts afresh there (restart=true) first moves the previous run's files aside.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -27,7 +30,12 @@ from aeromamba.errors import UsageError
 from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.summary import count_parameters, structure_summary
 from aeromamba.training.config import check_config, train_config
-from aeromamba.training.distributed import close_world, init_world, local_device
+from aeromamba.training.distributed import (
+    close_world,
+    hold_run_directory,
+    init_world,
+    local_device,
+)
 from aeromamba.training.logging import RunLogger
 from aeromamba.training.solver import Solver
 
@@ -136,8 +144,10 @@ def main(cfg: DictConfig) -> None:
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     check_config(cfg, run_dir)
+    first_process = int(os.environ.get("RANK", "0")) == 0  # torchrun's rank 0 holds the run
     try:
-        run(cfg, run_dir)
+        with hold_run_directory(run_dir) if first_process else nullcontext():
+            run(cfg, run_dir)
     except (KeyboardInterrupt, Terminated) as stop:
         checkpoint = run_dir / "checkpoint.pt"
         where = (

@@ -24,7 +24,7 @@ from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.training.config import ConfigError, check_config
 from aeromamba.training.distributed import World
 from aeromamba.training.logging import RunLogger
-from aeromamba.training.solver import Solver, TrainConfig
+from aeromamba.training.solver import NonFiniteLossError, Solver, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"channels": 8}
@@ -194,16 +194,28 @@ def test_missing_file_under_a_prepared_root_is_one_line(corpus: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_nan_loss_names_no_checkpoint_that_does_not_exist(corpus: Path, tmp_path: Path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_nan_in_a_training_file_names_the_file(corpus: Path, tmp_path: Path, workers: int):
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(corpus), str(copy)], check=True)
     for path in (copy / "train" / "hr").glob("*.wav"):
         audio, sr = sf.read(path, dtype="float32")
         audio[::100] = np.nan
         sf.write(path, audio, sr, subtype="FLOAT")
-    output = _one_line_error(_train(copy, tmp_path / "run", "dset.min_dbfs=null"))
-    assert "loss is nan" in output and "none was written yet" in output
+    overrides = ("dset.min_dbfs=null", f"num_workers={workers}")
+    output = _one_line_error(_train(copy, tmp_path / "run", *overrides))
+    error = next(line for line in output.splitlines() if line.startswith("error: "))
+    assert "NaN or Inf samples" in error and str(copy / "train" / "hr") in error
+    assert "lower lr" not in output
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_nan_loss_names_no_checkpoint_that_does_not_exist(tmp_path: Path):
+    solver = _solver(tmp_path, Aero(**SMALL))
+    with pytest.raises(NonFiniteLossError) as caught:
+        solver._check("generator", torch.tensor(float("nan")))
+    message = str(caught.value)
+    assert "loss is nan" in message and "none was written yet" in message
 
 
 @pytest.mark.slow

@@ -1,12 +1,23 @@
-"""DistributedDataParallel set-up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
+"""The processes of a training: DistributedDataParallel set-up from torchrun's environment
+(RANK, WORLD_SIZE, LOCAL_RANK), and the exclusive hold of a run directory by one training."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from aeromamba.errors import UsageError
+
+LOCK_NAME = "train.lock"
 
 
 @dataclass(frozen=True)
@@ -61,3 +72,36 @@ def mean_across(value: float, world: World, device: torch.device) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.item() / world.size
+
+
+class RunDirectoryBusy(UsageError):
+    """Another process trains in the run directory; the message names it."""
+
+
+@contextmanager
+def hold_run_directory(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir` for one training: an exclusive `flock` on its LOCK_NAME, which the OS
+    releases when the process ends, however it ends. The file names the holder (pid, host,
+    start time) while it is held; RunDirectoryBusy, naming the holder, when another holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = " ".join(os.pread(fd, 512, 0).decode(errors="replace").split())
+            raise RunDirectoryBusy(
+                f"{run_dir}: another training runs in it ({holder or 'unknown process'}); "
+                f"wait for it to end or choose another hydra.run.dir"
+            ) from None
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        holder = f"pid {os.getpid()} on host {socket.gethostname()}, started {started}\n"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # held by no one: says no one
+    finally:
+        os.close(fd)

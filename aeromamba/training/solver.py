@@ -104,26 +104,83 @@ class Solver:
     # --- state -------------------------------------------------------------------------
 
     def _resume(self) -> None:
-        """Continue this run's checkpoint, or start from `continue_from`, or from scratch."""
+        """Continue this run's checkpoint, or start from `continue_from`, or from scratch.
+
+        A run that does not resume sets the previous run's files aside (`_set_aside`), after
+        reading `continue_from`, which may be one of them.
+        """
         if self.world.is_main:
             remove_stale_temporaries(self.run_dir)  # left by a save that was killed
         if self.checkpoint_path.exists() and not self.cfg.restart:
             try:
                 package = load_checkpoint(self.checkpoint_path)
             except CheckpointError as err:
+                keep = (
+                    f"restart=true continue_from={self.best_path} starts again from the best "
+                    f"weights, restart=true alone from scratch"
+                    if self.best_path.is_file()
+                    else "restart=true starts again from scratch"
+                )
                 raise CheckpointError(
-                    f"{err}; fix or remove it, or pass restart=true to start again"
+                    f"{err}; {keep} (this run's files are set aside, not deleted)"
                 ) from err
             self._check_models(package, self.checkpoint_path, "restart=true, or another run dir")
             self._load(package, full=True)
+            self._warn_other_corpus(package.get("config"))
             log.info(
                 "resuming %s after epoch %d (step %d)", self.checkpoint_path, self.epoch, self.step
             )
-        elif self.cfg.continue_from:
+            return
+        package = None
+        if self.cfg.continue_from:
             package = load_checkpoint(self.cfg.continue_from)
             self._check_models(package, self.cfg.continue_from, "the experiment it was made with")
+        self.world.barrier()  # every process has read continue_from before it may move
+        if self.world.is_main:
+            self._set_aside()
+        if package is not None:
             self._load(package, full=False)
             log.info("starting from the weights of %s", self.cfg.continue_from)
+
+    def _set_aside(self) -> None:
+        """Move the previous run's checkpoint, best model and history, if any, into a new
+        folder `previous_<date>-<time>` of the run directory, named in the log: a run that
+        starts afresh never replaces them."""
+        previous = [
+            p for p in (self.checkpoint_path, self.best_path, self.history_path) if p.exists()
+        ]
+        if not previous:
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = self.run_dir / f"previous_{stamp}"
+        number = 1
+        while True:
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                number += 1
+                folder = self.run_dir / f"previous_{stamp}_{number}"
+        for path in previous:
+            path.rename(folder / path.name)
+        names = ", ".join(path.name for path in previous)
+        log.warning("starting afresh: the previous run's %s moved to %s", names, folder)
+
+    def _warn_other_corpus(self, saved_config: Any) -> None:
+        """Warn when the resumed checkpoint was trained on another corpus than configured."""
+        keys = ("name", "root", "train")
+        saved = saved_config.get("dset") if isinstance(saved_config, dict) else None
+        ours = self.full_config.get("dset")
+        if not isinstance(saved, dict) or not isinstance(ours, dict):
+            return
+        before, now = ({k: d.get(k) for k in keys} for d in (saved, ours))
+        if before != now:
+            log.warning(
+                "resuming %s, trained on dset %s, on another corpus: dset %s",
+                self.checkpoint_path,
+                before,
+                now,
+            )
 
     def _check_models(self, package: dict[str, Any], path: Path | str, way_out: str) -> None:
         """Raise CheckpointError, in one line, if `package` holds other networks than ours."""
