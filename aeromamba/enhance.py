@@ -16,24 +16,29 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from aeromamba.audio import check_audio, resample
+from aeromamba.data.bandwidth import MAX_CHANNELS, measure_bandwidth
 from aeromamba.devices import AMP_DTYPES
 from aeromamba.devices import select_device as select_device  # part of this module's API
 from aeromamba.errors import UsageError
+from aeromamba.options import MIN_CHUNK as MIN_CHUNK  # part of this module's API
+from aeromamba.options import InferenceOptions, OptionError
 
 log = logging.getLogger("aeromamba.inference")
 MIN_SECONDS = 0.01  # shorter inputs are refused: too little to resample or listen to
-# Shortest chunk: the network is trained on 4 s segments and each pass has a fixed cost, so
-# tiny chunks only multiply the passes (0.001 s took half an hour for a 2 s file).
-MIN_CHUNK = 0.5
 HIGH_BAND_WARNING = 1e-4  # fraction of energy above lr_sr/2 (−40 dB) that deserves a warning
 CROSSOVER_START = 0.88  # cap_band: the generated band starts here (× lr_sr/2), below the crossover
-CAP_FFT = 2048  # cap_band's STFT size at hr_sr (46 ms at 44.1 kHz)
+CAP_FFT = 2048  # cap_band's and replicate_band's STFT size at hr_sr (46 ms at 44.1 kHz)
+CROSSOVER_WIDTH = 600.0  # Hz of raised-cosine transition below the kept band's top
+REPLICA_SMOOTH = 0.1  # seconds over which replicate_band follows the input's level
+GUARD_HZ = 300.0  # the kept band ends this far below the measured cutoff (its transition)
+PASSTHROUGH_HZ = 19500.0  # content reaching this far is left as it is
 
 
 def _fade(length: int, device: torch.device) -> torch.Tensor:
@@ -43,7 +48,11 @@ def _fade(length: int, device: torch.device) -> torch.Tensor:
 
 
 def crossover(
-    estimate: torch.Tensor, lowband: torch.Tensor, sr: int, cutoff: float, width: float = 600.0
+    estimate: torch.Tensor,
+    lowband: torch.Tensor,
+    sr: int,
+    cutoff: float,
+    width: float = CROSSOVER_WIDTH,
 ) -> torch.Tensor:
     """Take the band below `cutoff` from `lowband` and the rest from `estimate` (both
     (..., L) at `sr`), with a raised-cosine transition of `width` Hz ending at `cutoff`."""
@@ -70,28 +79,17 @@ def cap_band(
     window = torch.hann_window(n_fft, device=audio.device)
     # zero padding at the ends (reflection needs more than n_fft/2 samples: short inputs exist)
     spec = torch.stft(audio, n_fft, hop, window=window, pad_mode="constant", return_complex=True)
-    power = spec.abs() ** 2
-    frames = max(1, round(smooth * sr / hop))
-    power = nn.functional.avg_pool1d(power, frames, 1, frames // 2, count_include_pad=False)
-    power = power[..., : spec.shape[-1]]
+    power = _smoothed_power(spec, max(1, round(smooth * sr / hop)))
     freqs = torch.fft.rfftfreq(n_fft, 1 / sr, device=audio.device)
     edge = CROSSOVER_START * cutoff
-
-    def level(low: float, high: float) -> torch.Tensor:  # (C, 1, T) dB
-        return 10 * torch.log10(power[:, (freqs >= low) & (freqs < high)].mean(1, True) + 1e-12)
-
-    top = level(cutoff / 2, edge)
-    slope = (top - level(cutoff / 4, cutoff / 2)).clamp(max=0)
+    top = _level(power, freqs, cutoff / 2, edge)
+    slope = (top - _level(power, freqs, cutoff / 4, cutoff / 2)).clamp(max=0)
     generated = freqs >= edge
     octaves = torch.log2(freqs[generated] / (0.75 * edge))[None, :, None]
     excess = 10 * torch.log10(power[:, generated] + 1e-12) - (top + slope * octaves + margin_db)
     gain = torch.ones_like(power)
     gain[:, generated] = 10 ** (-excess.clamp(min=0) / 20)
     return torch.istft(spec * gain, n_fft, hop, window=window, length=audio.shape[-1])
-
-
-class OptionError(UsageError, ValueError):
-    """An inference option out of its range (chunk, overlap, amp, format); names the option."""
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -153,94 +151,160 @@ def try_compile(model: nn.Module, chunk: float) -> nn.Module:
         return model
 
 
-def check_chunking(chunk: float, overlap: float) -> None:
-    """OptionError unless chunk >= MIN_CHUNK seconds and overlap >= 0 seconds."""
-    if not chunk >= MIN_CHUNK:  # also refuses NaN
-        raise OptionError(f"chunk must be at least {MIN_CHUNK} s, got {chunk}")
-    if not overlap >= 0:
-        raise OptionError(f"overlap must be at least 0 s, got {overlap}")
-
-
-def check_band_cap(band_cap: float | None) -> None:
-    """OptionError unless `band_cap` is None (off) or a finite number of dB."""
-    if band_cap is not None and not (
-        isinstance(band_cap, (int, float)) and math.isfinite(band_cap)
-    ):
-        raise OptionError(f"band_cap must be a number of dB or null (off), got {band_cap!r}")
-
-
-def chunk_plan(length: int, sr: int, chunk: float, overlap: float) -> tuple[int, int, list[int]]:
+def chunk_plan(
+    length: int, sr: int, chunk: float, overlap: float
+) -> tuple[int, int, list[tuple[int, int]]]:
     """Split `length` samples at `sr` into chunks of `chunk` seconds overlapping by `overlap`
-    seconds (at most half a chunk); returns (chunk samples, overlap samples, chunk starts).
-    A signal that fits in one chunk is one chunk of its own length. See `check_chunking`."""
-    check_chunking(chunk, overlap)
+    seconds (at most half a chunk); returns (chunk samples, overlap samples, windows). Window
+    (start, skip): the chunk reads [start, start + size) and its first `skip` samples of output
+    are dropped. Chunks follow each other every size − overlap samples; the last one reads the
+    signal's last `size` samples (real context, not zero padding) and skips what its
+    predecessor covers. A signal that fits in one chunk is one chunk of its own length."""
     size = max(1, round(chunk * sr))
     if length <= size:
-        return length, 0, [0]
+        return length, 0, [(0, 0)]
     lap = min(round(overlap * sr), size // 2)
-    hop = size - lap
-    return size, lap, list(range(0, length - lap, hop))
+    starts = range(0, length - lap, size - lap)
+    return size, lap, [(min(s, length - size), s - min(s, length - size)) for s in starts]
+
+
+def replicate_band(highres: torch.Tensor, sr: int, cutoff: float) -> torch.Tensor:
+    """Spectral band replication: `highres` ((C, L) at `sr`) below `cutoff`, and above it the
+    input's own top band shifted up (by whole multiples of 4 bins, so that the STFT's phases
+    stay coherent at a hop of a quarter frame) and shaped per frame (`REPLICA_SMOOTH` seconds)
+    to the level its top octave predicts (`top_octave_target`)."""
+    n_fft, hop = CAP_FFT, CAP_FFT // 4
+    window = torch.hann_window(n_fft, device=highres.device)
+    spec = torch.stft(highres, n_fft, hop, window=window, pad_mode="constant", return_complex=True)
+    freqs = torch.fft.rfftfreq(n_fft, 1 / sr, device=highres.device)
+    edge = cutoff - CROSSOVER_WIDTH
+    shift = max(4, round(cutoff / 2 / (sr / n_fft) / 4) * 4)
+    replica = spec.clone()
+    for index in range(int(torch.searchsorted(freqs, edge)), len(freqs)):
+        replica[:, index] = replica[:, index - shift]  # copies of copies above 2·shift
+    frames = max(1, round(REPLICA_SMOOTH * sr / hop))
+    power_in, power_out = (_smoothed_power(x, frames) for x in (spec, replica))
+    gain = torch.ones_like(power_out)
+    for low, high in _third_octaves(edge, sr / 2):
+        band = (freqs >= low) & (freqs < high)
+        target = top_octave_target(power_in, freqs, cutoff, math.sqrt(low * high))
+        gain[:, band] = 10 ** ((target - _level(power_out, freqs, low, high)) / 20)
+    extended = torch.istft(replica * gain, n_fft, hop, window=window, length=highres.shape[-1])
+    return crossover(extended, highres, sr, cutoff)
+
+
+def _smoothed_power(spec: torch.Tensor, frames: int) -> torch.Tensor:
+    """|spec|² averaged over `frames` STFT frames (centred)."""
+    power = nn.functional.avg_pool1d(
+        spec.abs() ** 2, frames, 1, frames // 2, count_include_pad=False
+    )
+    return power[..., : spec.shape[-1]]
+
+
+def _level(power: torch.Tensor, freqs: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """(C, 1, T) dB: mean power of the bins in [low, high)."""
+    return 10 * torch.log10(power[:, (freqs >= low) & (freqs < high)].mean(1, True) + 1e-12)
+
+
+def _third_octaves(low: float, high: float) -> Iterator[tuple[float, float]]:
+    """Third-octave bands from `low` to `high` (the last one includes `high`)."""
+    while low < high:
+        yield low, min(low * 2 ** (1 / 3), high + 1)
+        low *= 2 ** (1 / 3)
+
+
+def top_octave_target(
+    power: torch.Tensor, freqs: torch.Tensor, cutoff: float, freq: float
+) -> torch.Tensor:
+    """(C, 1, T) dB per bin at `freq` that the top octave below the crossover predicts: its
+    level, extended with its slope in dB per octave (from [cutoff/4, cutoff/2) to
+    [cutoff/2, cutoff − CROSSOVER_WIDTH)), never rising."""
+    edge = cutoff - CROSSOVER_WIDTH
+    top = _level(power, freqs, cutoff / 2, edge)
+    slope = (top - _level(power, freqs, cutoff / 4, cutoff / 2)).clamp(max=0)
+    return top + slope * math.log2(freq / math.sqrt(cutoff / 2 * edge))
 
 
 def iter_enhance(
     model: nn.Module,
     lr: torch.Tensor,
-    chunk: float = 10.0,
-    overlap: float = 1.0,
-    batch_size: int = 4,
-    keep_lowband: bool = False,
-    amp: str = "none",
-    band_cap: float | None = None,
+    options: InferenceOptions | None = None,
+    highres: torch.Tensor | None = None,
+    cutoff: float | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the model's output for `lr` (C, L) at `model.lr_sr` chunk by chunk, in order:
-    the (C, ·) blocks concatenate to (C, scale·L) at `model.hr_sr`. Chunks of all channels
-    are batched together: max(1, batch_size // C) chunks × C rows per forward pass. `amp` =
-    bf16/fp16 runs the model under autocast (see `autocast`). `band_cap` (dB, None: off) limits
-    the generated band of each chunk with `cap_band`."""
+    """Yield the output for `lr` (C, L) at `model.lr_sr` chunk by chunk, in order: the (C, ·)
+    blocks concatenate to (C, scale·L) at `model.hr_sr`. `options` None: predict's defaults
+    with the model's post-processing (`InferenceOptions.for_model`).
+
+    With `options.keep_band`, `highres` (the input at hr_sr, (C, scale·L)) is kept below
+    `cutoff` (Hz, see `kept_band`): for a cutoff above lr_sr/2 the band above is replicated
+    from the input's top octave (`replicate_band`) and the model is not run; else the model's
+    output takes over above lr_sr/2. Without `highres`, the band below lr_sr/2 is `lr`
+    soxr-upsampled. Chunks of all channels are batched: max(1, batch_size // C) chunks × C
+    rows per pass."""
+    options = options or InferenceOptions.for_model(model)
+    if not options.keep_band:
+        highres, cutoff = None, None
     channels, length = lr.shape
     scale = model.hr_sr // model.lr_sr
-    size, lap, starts = chunk_plan(length, model.lr_sr, chunk, overlap)
+    size, lap, windows = chunk_plan(length, model.lr_sr, options.chunk, options.overlap)
     hop = size - lap
     device = model_device(model)
     fade_in = _fade(scale * lap, device)
     pending: torch.Tensor | None = None  # the faded-out tail of the previous chunk
-    per_pass = max(1, batch_size // channels)
-    for first in range(0, len(starts), per_pass):
-        group = starts[first : first + per_pass]
-        pieces = [
-            torch.nn.functional.pad(lr[:, s : s + size], (0, max(0, s + size - length)))
-            for s in group
-        ]
-        batch = torch.cat(pieces).to(device)[:, None]  # (chunks·C, 1, size)
-        with autocast(device, amp):
-            out = model(batch)[:, 0].float()
-        if keep_lowband:
-            lowband = torch.from_numpy(
-                resample(batch[:, 0].cpu().numpy(), model.lr_sr, model.hr_sr)
-            ).to(device)[..., : out.shape[-1]]
-            out = crossover(out, lowband, model.hr_sr, model.lr_sr / 2)
-        if band_cap is not None:
-            out = cap_band(out, model.hr_sr, model.lr_sr / 2, band_cap)
-        for index, start in enumerate(group, start=first):
-            y = out[(index - first) * channels : (index - first + 1) * channels]
+    per_pass = max(1, options.batch_size // channels)
+    for first in range(0, len(windows), per_pass):
+        group = windows[first : first + per_pass]
+        batch = torch.cat([lr[:, s : s + size] for s, _ in group]).to(device)  # (chunks·C, size)
+        high = None
+        if highres is not None:
+            high = torch.cat([highres[:, scale * s : scale * (s + size)] for s, _ in group])
+        out = _process(model, batch, high, cutoff, options)
+        for index, (_, skip) in enumerate(group, start=first):
+            y = out[(index - first) * channels : (index - first + 1) * channels, scale * skip :]
             if pending is not None:
                 y[:, : scale * lap] = y[:, : scale * lap] * fade_in + pending
-            if index == len(starts) - 1:
-                yield y[:, : scale * (length - start)].cpu()
+            if index == len(windows) - 1:
+                yield y.cpu()
             else:
                 pending = y[:, scale * hop :] * (1 - fade_in) if lap else None
                 yield y[:, : scale * hop].cpu()
 
 
-def enhance(model: nn.Module, lr: torch.Tensor, **kwargs) -> torch.Tensor:
+def _process(
+    model: nn.Module,
+    batch: torch.Tensor,
+    highres: torch.Tensor | None,
+    cutoff: float | None,
+    options: InferenceOptions,
+) -> torch.Tensor:
+    """The output of one batch of chunks (rows, size) at lr_sr: (rows, scale·size) at hr_sr."""
+    top = model.lr_sr / 2 if cutoff is None else max(cutoff, model.lr_sr / 2)
+    if highres is not None and top > model.lr_sr / 2:
+        return replicate_band(highres.to(batch.device), model.hr_sr, top)
+    with autocast(batch.device, options.amp):
+        out = model(batch[:, None])[:, 0].float()
+    if options.keep_band or options.keep_lowband:
+        lowband = highres
+        if lowband is None:
+            lowband = torch.from_numpy(resample(batch.cpu().numpy(), model.lr_sr, model.hr_sr))
+        out = crossover(out, lowband.to(out.device)[..., : out.shape[-1]], model.hr_sr, top)
+    if options.band_cap is not None:
+        out = cap_band(out, model.hr_sr, top, options.band_cap)
+    return out
+
+
+def enhance(
+    model: nn.Module, lr: torch.Tensor, options: InferenceOptions | None = None
+) -> torch.Tensor:
     """(C, L) or (B, 1, L) at model.lr_sr → (C, scale·L) or (B, 1, scale·L) at model.hr_sr,
-    chunked and overlap-added (keyword arguments of `iter_enhance`)."""
+    chunked and overlap-added (see `iter_enhance`; the input's own band is lr_sr/2)."""
     if lr.dim() == 3 and lr.shape[1] == 1:
-        return enhance(model, lr[:, 0], **kwargs)[:, None]
+        return enhance(model, lr[:, 0], options)[:, None]
     if lr.dim() != 2:
         raise ValueError(f"expected (C, L) or (B, 1, L), got {tuple(lr.shape)}")
     with torch.inference_mode():
-        return torch.cat(list(iter_enhance(model, lr, **kwargs)), dim=-1)
+        return torch.cat(list(iter_enhance(model, lr, options)), dim=-1)
 
 
 def band_energy(audio: np.ndarray, sr: int, cutoff: float) -> tuple[float, float]:
@@ -267,16 +331,95 @@ def _fit(audio: np.ndarray, length: int) -> np.ndarray:
     return np.pad(audio[:, :length], ((0, 0), (0, max(0, length - audio.shape[-1]))))
 
 
-def upsample(audio: np.ndarray, sr: int, model: nn.Module, **kwargs) -> tuple[np.ndarray, int]:
-    """Upsample `audio` ((samples,) or (channels, samples), any rate) with `model` (keyword
-    arguments of `iter_enhance`); returns (audio at model.hr_sr with the same layout and
-    round(samples · hr_sr / sr) samples, model.hr_sr)."""
+@dataclass(frozen=True)
+class BandPlan:
+    """What happens to one input's band: `cutoff` (Hz) where its measured content stops (None:
+    not measured, keep_band off) and `top` (Hz) where the kept input band ends."""
+
+    cutoff: float | None
+    top: float
+    lr_sr: int
+
+    @property
+    def passthrough(self) -> bool:
+        """Content reaching PASSTHROUGH_HZ: nothing is missing, the input is left as it is."""
+        return self.cutoff is not None and self.cutoff >= PASSTHROUGH_HZ
+
+    def describe(self) -> str:
+        """One phrase for the file's line: the measured cutoff and what was generated."""
+        measured = "" if self.cutoff is None else f"content to {self.cutoff / 1000:.1f} kHz, "
+        if self.passthrough:
+            return f"{measured}passed through unchanged (nothing above is missing)"
+        if self.top > self.lr_sr / 2:
+            how = "replicated from its top octave"
+        else:
+            how = "generated by the model"
+        return f"{measured}input kept below {self.top / 1000:.1f} kHz, band above {how}"
+
+
+def plan_band(audio: np.ndarray, sr: int, lr_sr: int, options: InferenceOptions) -> BandPlan:
+    """Measure (with keep_band) where the content of `audio` ((C, N) at `sr`) stops
+    (`aeromamba.data.bandwidth.measure_bandwidth`) and where its kept band ends: GUARD_HZ
+    below that (the cut's own transition), never below lr_sr/2 (the model's input band)."""
+    if not options.keep_band:
+        return BandPlan(None, lr_sr / 2, lr_sr)
+    cutoff = measure_bandwidth(audio, sr)
+    return BandPlan(cutoff, max(cutoff - GUARD_HZ, lr_sr / 2), lr_sr)
+
+
+def channels_first(audio: np.ndarray) -> np.ndarray:
+    """soundfile's (samples,) or (samples, channels) as (channels, samples) float32; a layout
+    that reads as (channels, samples) is refused with how to pass it."""
     audio = np.asarray(audio, dtype=np.float32)
-    mono = audio.ndim == 1
-    audio2d = audio[None] if mono else audio
+    if audio.ndim == 1:
+        return audio[None]
+    if audio.ndim != 2:
+        raise UsageError(f"audio must be (samples,) or (samples, channels), got {audio.shape}")
+    if audio.shape[1] > audio.shape[0] or audio.shape[1] > MAX_CHANNELS:
+        raise UsageError(
+            f"audio of shape {audio.shape} reads as (channels, samples): pass audio.T "
+            "(the layout is soundfile's, (samples, channels))"
+        )
+    return np.ascontiguousarray(audio.T)
+
+
+def enhance_signal(
+    model: nn.Module, lr: torch.Tensor, audio: np.ndarray, sr: int, options: InferenceOptions
+) -> tuple[BandPlan, Iterator[torch.Tensor]]:
+    """The plan for one input and its output blocks (as `iter_enhance`): `lr` (C, L) at
+    model.lr_sr and `audio` (C, N), the same input at its own rate `sr` (read only with
+    keep_band). Content reaching PASSTHROUGH_HZ comes back soxr-resampled, as one block."""
+    plan = plan_band(audio, sr, model.lr_sr, options)
+    if not options.keep_band:
+        return plan, iter_enhance(model, lr, options)
+    scale = model.hr_sr // model.lr_sr
+    highres = torch.from_numpy(_fit(resample(audio, sr, model.hr_sr), scale * lr.shape[-1]))
+    if plan.passthrough:
+        return plan, iter([highres])
+    return plan, iter_enhance(model, lr, options, highres, plan.top)
+
+
+def upsample(
+    audio: np.ndarray,
+    sr: int,
+    model: nn.Module,
+    options: InferenceOptions | None = None,
+    **overrides,
+) -> tuple[np.ndarray, int]:
+    """Upsample `audio` (soundfile's layout: (samples,) or (samples, channels), any rate) with
+    `model`, as predict does: `options` (default `InferenceOptions.for_model(model)`) with
+    keyword `overrides`. Returns (audio at model.hr_sr in the same layout, round(samples ·
+    hr_sr / sr) samples, model.hr_sr)."""
+    options = (options or InferenceOptions.for_model(model)).replace(**overrides)
+    audio2d = channels_first(audio)
     check_audio(audio2d, "input", min_samples=max(2, round(MIN_SECONDS * sr)))
-    above, total = band_energy(audio2d, sr, model.lr_sr / 2)
-    warn_discarded("input", above / (total or 1.0), model.lr_sr)
+    if not options.keep_band:
+        above, total = band_energy(audio2d, sr, model.lr_sr / 2)
+        warn_discarded("input", above / (total or 1.0), model.lr_sr)
     lr = torch.from_numpy(resample(audio2d, sr, model.lr_sr))
-    out = _fit(enhance(model, lr, **kwargs).numpy(), round(audio2d.shape[-1] * model.hr_sr / sr))
-    return (out[0] if mono else out), model.hr_sr
+    with torch.inference_mode():
+        plan, blocks = enhance_signal(model, lr, audio2d, sr, options)
+        out = torch.cat(list(blocks), dim=-1).numpy()
+    log.info("input: %s", plan.describe())
+    out = _fit(out, round(audio2d.shape[-1] * model.hr_sr / sr))
+    return (out[0] if np.ndim(audio) == 1 else out.T), model.hr_sr
