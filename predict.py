@@ -23,7 +23,7 @@ EXAMPLE = ROOT / "examples" / "example_11k.wav"
 EXAMPLE_REFERENCE = ROOT / "examples" / "example_44k.wav"
 
 log = logging.getLogger("aeromamba.predict")
-NULLABLE = {"band_cap"}  # numeric options whose null means "off"
+NULLABLE = {"band_cap"}  # numeric options whose null means "the checkpoint's"
 
 
 def check_option_types(cfg: DictConfig) -> None:
@@ -67,19 +67,17 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 @entry_point
 def main(cfg: DictConfig) -> int:
-    from aeromamba.checkpoint import load_generator
     from aeromamba.devices import configure_cpu
-    from aeromamba.enhance import check_band_cap, check_chunking, try_compile
-    from aeromamba.inference import check_batch_size, output_path, predict_files
+    from aeromamba.enhance import try_compile
+    from aeromamba.inference import output_path, predict_files
+    from aeromamba.options import InferenceOptions, load_model
 
     check_option_types(cfg)
     try:
         configure_cpu(cfg.threads, cfg.keep_freed_memory)
     except ValueError as err:  # threads=
         raise UsageError(str(err)) from err
-    check_chunking(cfg.chunk, cfg.overlap)
-    check_batch_size(cfg.batch_size)
-    check_band_cap(cfg.band_cap)
+    InferenceOptions.from_config(None, cfg)  # the options are checked before the model loads
     device = device_option(cfg.device)
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
@@ -87,7 +85,8 @@ def main(cfg: DictConfig) -> int:
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else DEFAULT_CHECKPOINT
     if not checkpoint.exists():
         raise UsageError(f"{checkpoint}: no such checkpoint file; pass checkpoint=PATH")
-    model = load_generator(checkpoint, device)
+    model = load_model(checkpoint, device)
+    options = InferenceOptions.from_config(model, cfg)
     if cfg.compile:
         model = try_compile(model, cfg.chunk)
     summary = predict_files(
@@ -98,13 +97,8 @@ def main(cfg: DictConfig) -> int:
         spectrogram=cfg.spectrogram or example,
         reference=reference,
         suffix=f".{cfg.format}",
-        chunk=cfg.chunk,
-        overlap=cfg.overlap,
-        batch_size=cfg.batch_size,
-        keep_lowband=cfg.keep_lowband,
+        options=options,
         subtype=cfg.subtype,
-        amp=cfg.amp,
-        band_cap=cfg.band_cap,
     )
     print(summary.report())
     if example and summary.done:

@@ -20,42 +20,42 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aeromamba.cli import device_option, entry_point, metrics_option
 from aeromamba.errors import UsageError
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "aeromamba.pt"
-# what each `outputs` entry runs: the network's whole band (the paper's protocol), and what
-# predict.py writes with its defaults (read from its config, so the two cannot drift apart)
-_PREDICT = OmegaConf.load(Path(__file__).resolve().parent / "conf" / "predict.yaml")
+# what each `outputs` entry changes in predict's defaults (`InferenceOptions.for_model`, the
+# checkpoint's post-processing included): the network's whole band (the paper's protocol), or
+# nothing (what predict.py writes)
 OUTPUTS = {
-    "network": {"keep_lowband": False},
-    "predict": {"keep_lowband": bool(_PREDICT.keep_lowband), "band_cap": _PREDICT.band_cap},
+    "network": {"keep_band": False, "keep_lowband": False, "band_cap": None},
+    "predict": {},
 }
 
 
 @hydra.main(config_path="conf", config_name="test", version_base="1.3")
 @entry_point
 def main(cfg: DictConfig) -> int:
-    from aeromamba.checkpoint import load_generator
     from aeromamba.data import PairedSegments, ensure_prepared
     from aeromamba.devices import configure_cpu
-    from aeromamba.enhance import check_chunking, enhance
+    from aeromamba.enhance import enhance
     from aeromamba.evaluation import evaluate_excerpts
+    from aeromamba.options import InferenceOptions, load_model
 
     try:
         configure_cpu(cfg.threads, cfg.keep_freed_memory)
     except ValueError as err:  # threads=
         raise UsageError(str(err)) from err
     device = device_option(cfg.device)
-    check_chunking(cfg.chunk, cfg.overlap)
+    InferenceOptions(chunk=cfg.chunk, overlap=cfg.overlap)  # checked before anything loads
     metrics = metrics_option(cfg.metrics)
     unknown = sorted(set(cfg.outputs) - set(OUTPUTS))
     if unknown or not cfg.outputs:
         raise UsageError(f"outputs={list(cfg.outputs)}: choose one or more of {', '.join(OUTPUTS)}")
     paths = {"model": cfg.checkpoint or DEFAULT_CHECKPOINT, **cfg.systems}
-    models = {name: load_generator(path, device) for name, path in paths.items()}
+    models = {name: load_model(path, device) for name, path in paths.items()}
     rates = {(model.lr_sr, model.hr_sr) for model in models.values()}
     if len(rates) > 1:
         raise UsageError(f"the systems work at different sample rates {sorted(rates)}")
@@ -78,13 +78,12 @@ def main(cfg: DictConfig) -> int:
     systems = {}
     for name, model in models.items():
         for output in cfg.outputs:
-            options = OUTPUTS[output]
+            options = InferenceOptions.for_model(
+                model, chunk=cfg.chunk, overlap=cfg.overlap, **OUTPUTS[output]
+            )
 
             def run(lr, model=model, options=options):
-                tensor = torch.from_numpy(lr)[None].to(device)
-                return enhance(model, tensor, chunk=cfg.chunk, overlap=cfg.overlap, **options)[
-                    0
-                ].numpy()
+                return enhance(model, torch.from_numpy(lr)[None].to(device), options)[0].numpy()
 
             label = name if len(cfg.outputs) == 1 else f"{name}, {output}"
             systems[label] = run

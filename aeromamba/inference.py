@@ -46,24 +46,21 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from aeromamba.audio import AUDIO_EXTENSIONS, AUDIO_SUFFIXES, AudioError
+from aeromamba.audio import AUDIO_EXTENSIONS, AUDIO_SUFFIXES, AudioError, read_audio
 from aeromamba.cli import os_error_message
 from aeromamba.devices import select_device as select_device  # part of this module's API
 from aeromamba.enhance import (
-    MIN_CHUNK,
     MIN_SECONDS,
-    OptionError,
     band_energy,
     check_amp,
-    check_band_cap,
-    check_chunking,
     chunk_plan,
-    iter_enhance,
+    enhance_signal,
     model_device,
     warn_discarded,
 )
 from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path, remove_stale_temporaries
+from aeromamba.options import InferenceOptions, OptionError
 
 log = logging.getLogger("aeromamba.inference")
 SFE_SYSTEM = 2  # libsndfile's error code for a failed system call (errno says which)
@@ -189,12 +186,6 @@ def check_weights(model: nn.Module) -> None:
         )
 
 
-def check_batch_size(batch_size: object) -> None:
-    """OptionError unless `batch_size` is a whole number of at least 1."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise OptionError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
-
-
 def warn_clipped(target: Path, peak: float, clipped: int, subtype: str) -> None:
     """One warning line for an output whose samples beyond ±1 were clipped."""
     log.warning(
@@ -212,20 +203,18 @@ def predict_file(
     model: nn.Module,
     source: Path,
     target: Path,
-    chunk: float = 10.0,
-    overlap: float = 1.0,
-    batch_size: int = 4,
-    keep_lowband: bool = False,
+    options: InferenceOptions | None = None,
     subtype: str | None = None,
-    amp: str = "none",
-    band_cap: float | None = None,
     spectrogram: bool = False,
     reference: Path | None = None,
 ) -> float:
-    """Upsample one file to `target` (its suffix picks the format; `subtype` None keeps the
-    input's where it can, see `output_format`), written block by block to a temporary name
-    that is renamed only when the output is whole and finite and, with `spectrogram`, its PNG
-    (beside it, with `reference` if given) is written; returns the seconds of audio written.
+    """Upsample one file to `target` with `options` (None: `InferenceOptions.for_model`; with
+    keep_band the file is also read whole at its own rate, see `enhance_signal`; its line
+    names the measured cutoff and what was generated). Its suffix picks the format;
+    `subtype` None keeps the input's where it can, see `output_format`. Written block by
+    block to a temporary name that is renamed only when the output is whole and finite and,
+    with `spectrogram`, its PNG (beside it, with `reference` if given) is written; returns
+    the seconds of audio written.
     AudioError for unusable input or a non-finite output, OSError for a failed write."""
     if target.resolve() == source.resolve():
         raise AudioError(f"{source}: the output would overwrite the input")
@@ -234,15 +223,23 @@ def predict_file(
     fmt, subtype_out = output_format(target.suffix, subtype, like=like)
     if subtype is None and subtype_out != like:
         log.info("%s: %s cannot hold its %s samples; written as %s", source, fmt, like, subtype_out)
-    warn_discarded(source, high, model.lr_sr)
     expected = round(frames * model.hr_sr / sr)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AudioError(f"{target.parent}: cannot create the output folder ({err})") from err
     gain = level_gain(lr)
-    chunks = len(chunk_plan(lr.shape[-1], model.lr_sr, chunk, overlap)[2])
-    blocks = iter_enhance(model, lr / gain, chunk, overlap, batch_size, keep_lowband, amp, band_cap)
+    options = options or InferenceOptions.for_model(model)
+    chunks = len(chunk_plan(lr.shape[-1], model.lr_sr, options.chunk, options.overlap)[2])
+    lr.div_(gain)  # in place: no second copy of a long file
+    if options.keep_band:
+        audio, sr = read_audio(source)
+        audio /= gain
+    else:
+        warn_discarded(source, high, model.lr_sr)
+        audio, sr = lr, model.lr_sr
+    plan, blocks = enhance_signal(model, lr, audio, sr, options)
+    log.info("%s: %s", source, plan.describe())
     progress = tqdm(
         blocks, total=chunks, desc=source.name, unit="chunk", leave=False, disable=chunks < 2
     )
@@ -413,7 +410,8 @@ def failure_line(source: Path, err: Exception) -> str:
 
 def out_of_memory(source: Path, model: nn.Module, options: dict) -> UsageError:
     """The one-line error that stops a run out of memory: which options to lower."""
-    chunk, batch_size = options.get("chunk", 10.0), options.get("batch_size", 4)
+    inference = options.get("options") or InferenceOptions.for_model(model)
+    chunk, batch_size = inference.chunk, inference.batch_size
     return UsageError(
         f"{source}: out of memory on {model_device(model)}; lower chunk= (now {chunk} s) or "
         f"batch_size= (now {batch_size})"
@@ -433,16 +431,13 @@ def predict_files(
     """Upsample a file or every file under a folder into `output` (same relative layout;
     keyword `options` of `predict_file`). Every target is planned first (`plan_targets`);
     failures are collected and the other files go on. Raises OptionError, before any file,
-    for an output format soundfile cannot write, chunks out of range (`check_chunking`), a
-    `batch_size` below 1, a `band_cap` that is no number, or an `amp` that is unknown or that
-    the model's device cannot compute natively (`check_amp`); UsageError for a model with
+    for an output format soundfile cannot write or an `amp` that the model's device cannot
+    compute natively (`check_amp`; the other options are checked where `InferenceOptions`
+    is made); UsageError for a model with
     NaN/Inf weights, an input that is no regular file or folder, or running out of memory.
     Stale temporaries of killed runs under `output` are removed (`aeromamba.files`)."""
     output_format(suffix, options.get("subtype"))
-    check_chunking(options.get("chunk", MIN_CHUNK), options.get("overlap", 0.0))  # absent: fine
-    check_batch_size(options.get("batch_size", 1))
-    check_amp(options.get("amp", "none"), model_device(model))
-    check_band_cap(options.get("band_cap"))
+    check_amp((options.get("options") or InferenceOptions()).amp, model_device(model))
     check_weights(model)
     input_root, output = Path(input), Path(output)
     summary = Summary()
@@ -499,7 +494,6 @@ def write_spectrogram(
 ) -> Path:
     """PNG of input, output and reference, channels averaged, at `png` (default: beside the
     output, its name with .png)."""
-    from aeromamba.audio import read_audio
     from aeromamba.plots import plot_spectrograms
 
     paths = {"input": source, "output": output, "reference": reference}
