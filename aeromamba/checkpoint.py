@@ -1,7 +1,6 @@
 """Checkpoints: the project's own safe format, and import of the authors' release files.
 
-The project's format is a dict of plain containers and tensors, read with
-`torch.load(weights_only=True)`:
+The project's format is a dict of plain containers and tensors, written by `torch.save`:
 
     {"format": "aeromamba", "version": 1,
      "generator": {"kwargs": {...}, "state": state_dict},
@@ -12,9 +11,15 @@ The project's format is a dict of plain containers and tensors, read with
 
 A model is stored with the constructor arguments that rebuild it. The release's files
 (`checkpoint.th` training packages, `*_best.th` single models) are pickles naming the classes of
-its `src` package and OmegaConf containers; they are read with a restricted unpickler that
-resolves only an allow-list, maps those classes to inert placeholders and never runs code
-from the file.
+its `src` package and OmegaConf containers.
+
+`load_checkpoint` is the one reader of both. A file must be a zip archive from its first byte
+to its last, with stored (uncompressed) members, as `torch.save` writes; anything else (legacy
+and tar formats, bare pickles, data before or after the archive) is refused unread. Its
+`data.pkl` (at most MAX_PICKLE_BYTES) is unpickled here, never by torch: an allow-list of plain
+containers and tensors, whose storages are read from members of exactly the declared size; for
+release files also the release's and OmegaConf's classes, as inert placeholders. No code from a
+file runs, and memory stays bounded by the file's size.
 """
 
 from __future__ import annotations
@@ -409,11 +414,12 @@ class _Archive:
                 raise pickle.UnpicklingError(f"storage {key} referenced with two layouts")
             return flat
         name = f"{self.prefix}data/{key}"
-        stored = self.infos[name].file_size if name in self.infos else None
-        if stored != numel * kind.dtype.itemsize:
-            raise pickle.UnpicklingError(
-                f"storage {key} holds {stored} bytes, its reference declares "
-                f"{numel * kind.dtype.itemsize}"
+        declared = numel * kind.dtype.itemsize
+        if name not in self.infos or self.infos[name].file_size != declared:
+            stored = f"{self.infos[name].file_size} bytes" if name in self.infos else "nothing"
+            raise CheckpointError(
+                f"{self.path}: corrupt checkpoint (storage {key[:20]} holds {stored}, its "
+                f"reference declares {declared} bytes)"
             )
         raw = bytearray(self.read(name))
         flat = torch.frombuffer(raw, dtype=kind.dtype) if raw else torch.empty(0, dtype=kind.dtype)
