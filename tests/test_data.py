@@ -223,8 +223,9 @@ def test_prepare_detects_musdb(tmp_path: Path):
         "test": ["D - Four"],
     }
     for split, names in songs.items():
-        for seed, song in enumerate(names):
+        for index, song in enumerate(names):
             (root / split / song).mkdir(parents=True)
+            seed = index + 10 * (split == "test")  # another recording for each song
             mix = np.stack([music_clip(1.5, 44100, seed=seed), _tone(1.5, 44100)], axis=1)
             sf.write(root / split / song / "mixture.wav", mix, 44100)
             sf.write(root / split / song / "vocals.wav", mix, 44100)  # stems are not used

@@ -15,6 +15,15 @@ Sources, detected automatically:
   `group` is the first of those folders ("" for a file directly in it), e.g. the kind of
   music in a corpus laid out as `SRC/test/piano/...`.
 
+The same recording under several files (`backup_NAME.wav` beside `NAME.flac`, a copy at
+another rate, bit depth or level) would put training material into the test split. Copies are
+found from the decoded audio (`fingerprint`, `same_recording`: a coarse, level-normalised
+band-energy envelope of the mono signal, compared over a few frames of offset), and every copy
+goes to the split of the group's first file in path order; the groups are reported. A copy
+trimmed by more than a second, or whose length differs by more than 2%, is not recognised,
+nor are recordings shorter than 3 s compared.
+Fingerprints are cached in DEST/fingerprints.npz by source path, size and modification time.
+
 DEST must lie outside SRC (and SRC outside DEST): otherwise a rerun would read its own
 outputs back as sources.
 
@@ -25,7 +34,7 @@ lr_length == hr_length // 4 exactly. Layout of DEST (paths in manifests are rela
     DEST/{split}/hr/<name>.wav    44.1 kHz mono, 32-bit float WAV (no clipping, no requantising)
     DEST/{split}/lr/<name>.wav    11.025 kHz mono, 32-bit float WAV
     DEST/{split}.json             manifest, see `write_manifests`; items sorted by name
-    DEST/report.json              files skipped by the last run, with reasons
+    DEST/report.json              files skipped by the last run, with reasons; copies found
 
 Broken, empty, non-audio, silent and too-short files are skipped and listed with their reason;
 files sampled below 44.1 kHz or band-limited are kept with a warning, and every item records
@@ -39,6 +48,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +73,13 @@ MONO = "average"
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a file carries no usable music
 SUBTYPE = "FLOAT"
 BAND_LIMITED_HZ = 16000.0  # below this a 44.1 kHz target lacks much of the band to learn
+PRINT_SR = 4000  # fingerprints: the band below 2 kHz, which every copy keeps
+PRINT_WINDOW = 1200  # 300 ms frames: two copies a frame apart still correlate above 0.88
+PRINT_HOP = 400  # every 100 ms
+PRINT_BANDS = np.round(np.geomspace(50, 2000, 9)[:-1] * PRINT_WINDOW / PRINT_SR).astype(int)
+PRINT_SHIFT = 10  # frames of offset searched (1 s)
+PRINT_MATCH = 0.75  # correlation of two prints of one recording (distinct music: below 0.6)
+PRINT_MIN_FRAMES = 25  # shorter prints (2.7 s) match distinct music by chance: not compared
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,6 +108,7 @@ class PrepareReport:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what)
     reused: int = 0
     removed: list[str] = field(default_factory=list)  # stale outputs, relative to dest
+    duplicates: list[list[str]] = field(default_factory=list)  # copies, relative to the source
 
     @property
     def prepared(self) -> int:
@@ -117,6 +135,12 @@ class PrepareReport:
             lines.append(f"warning: empty split(s): {', '.join(self.empty_splits)}")
         if self.removed:
             lines.append(f"removed {len(self.removed)} stale output(s) no manifest lists")
+        if self.duplicates:
+            lines.append(
+                f"{len(self.duplicates)} recording(s) found in more than one file, each kept "
+                f"in one split:"
+            )
+            lines += [f"  {' = '.join(group)}" for group in self.duplicates]
         if self.warnings:
             lines.append(f"warnings for {len(self.warnings)} file(s):")
             lines += [f"  {path}: {what}" for path, what in self.warnings]
@@ -188,6 +212,114 @@ def plan_folder(
         fraction = stable_fraction(seed, path.relative_to(src).as_posix())
         sources.append(_source(path, src, split_of(fraction, valid_ratio, test_ratio)))
     return sources, []
+
+
+def fingerprint(path: Path) -> np.ndarray | None:
+    """A coarse print of the recording in `path`, the same for its copies in any container,
+    bit depth, rate or level: (frames, bands) float32, the log energy of the PRINT_BANDS bands
+    (50 Hz-2 kHz) of frames of PRINT_WINDOW samples every PRINT_HOP at PRINT_SR, each band
+    normalised over time. None for audio that cannot be read or is shorter than two frames."""
+    try:
+        audio, sr = read_audio(path)
+    except (AudioError, sf.LibsndfileError):
+        return None
+    mono = resample(to_mono(audio), sr, PRINT_SR, quality="HQ")[0]
+    if mono.size < PRINT_WINDOW + PRINT_HOP:
+        return None
+    frames = np.lib.stride_tricks.sliding_window_view(mono, PRINT_WINDOW)[::PRINT_HOP]
+    power = np.abs(np.fft.rfft(frames * np.hanning(PRINT_WINDOW), axis=1)) ** 2
+    bands = np.add.reduceat(power, PRINT_BANDS, axis=1).astype(np.float64)
+    level = np.log10(bands + bands.max() * 1e-8 + 1e-30)
+    level -= level.mean(axis=0)
+    return (level / (level.std(axis=0) + 0.05)).astype(np.float32)
+
+
+def same_recording(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two fingerprints are of one recording: both of PRINT_MIN_FRAMES or more,
+    lengths within 2%, and they correlate by at least PRINT_MATCH at some offset of at most
+    PRINT_SHIFT frames."""
+    if a is None or b is None or min(len(a), len(b)) < PRINT_MIN_FRAMES:
+        return False
+    if abs(len(a) - len(b)) > max(2, 0.02 * max(len(a), len(b))):
+        return False
+    for shift in range(-PRINT_SHIFT, PRINT_SHIFT + 1):
+        x, y = (a[shift:], b) if shift >= 0 else (a, b[-shift:])
+        n = min(len(x), len(y))
+        if _correlation(x[:n].ravel(), y[:n].ravel()) >= PRINT_MATCH:
+            return True
+    return False
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's correlation of two vectors; 0 when either is constant."""
+    x, y = x - x.mean(), y - y.mean()
+    norm = float(np.sqrt(np.dot(x, x) * np.dot(y, y)))
+    return float(np.dot(x, y)) / norm if norm > 0 else 0.0
+
+
+def _fingerprints(
+    sources: list[Source], dest: Path, workers: int, progress: bool
+) -> list[np.ndarray | None]:
+    """The fingerprints of `sources`, from DEST/fingerprints.npz where the file is unchanged;
+    the cache is rewritten with those of `sources`."""
+    keys = [_print_key(source.path) for source in sources]
+    cache_path = dest / "fingerprints.npz"
+    cached: dict[str, np.ndarray] = {}
+    try:
+        with np.load(cache_path, allow_pickle=False) as stored:
+            cached = {key: stored[key] for key in set(keys) & set(stored.files)}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # none yet, or damaged: computed anew
+    todo = [(s.path, key) for s, key in zip(sources, keys, strict=True) if key not in cached]
+    found = map_in_processes(fingerprint, [path for path, _ in todo], workers)
+    for (_, key), result in tqdm(
+        zip(todo, found, strict=True), total=len(todo), desc="fingerprints", disable=not progress
+    ):
+        if result is not None:
+            cached[key] = result
+    dest.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache_path) as tmp, open(tmp, "wb") as file:
+        np.savez_compressed(file, **{key: cached[key] for key in keys if key in cached})
+    return [cached.get(key) for key in keys]
+
+
+def _print_key(path: Path) -> str:
+    """The cache key of a file's fingerprint: its path, size and modification time."""
+    stat = path.stat()
+    text = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def keep_copies_together(
+    sources: list[Source], prints: list[np.ndarray | None], src: Path
+) -> tuple[list[Source], list[list[str]]]:
+    """`sources` with every copy of a recording in the split of the group's first file (in
+    path order), and the groups of copies (paths relative to `src`)."""
+    order = sorted(range(len(sources)), key=lambda i: sources[i].path.as_posix())
+    rank = {i: place for place, i in enumerate(order)}
+    root = list(range(len(sources)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    by_length = sorted((i for i in order if prints[i] is not None), key=lambda i: len(prints[i]))
+    for place, i in enumerate(by_length):
+        for j in by_length[place + 1 :]:
+            if len(prints[j]) > len(prints[i]) * 1.02 + 2:
+                break
+            if find(i) != find(j) and same_recording(prints[i], prints[j]):
+                first, other = sorted((find(i), find(j)), key=rank.__getitem__)
+                root[other] = first
+    group = {i: find(i) for i in order}
+    members: dict[int, list[int]] = {}
+    for i in order:
+        members.setdefault(group[i], []).append(i)
+    copies = [m for m in members.values() if len(m) > 1]
+    kept = [Source(s.name, sources[group[i]].split, s.path, s.group) for i, s in enumerate(sources)]
+    reported = [[sources[i].path.relative_to(src).as_posix() for i in m] for m in copies]
+    return kept, reported
 
 
 def _unique(sources: Iterable[Source]) -> tuple[list[Source], list[tuple[str, str]]]:
@@ -325,7 +457,10 @@ def write_manifests(report: PrepareReport, src: Path, settings: dict[str, Any]) 
         _write_json(manifest_path(report.dest, split), manifest)
     failures = [{"path": path, "reason": reason} for path, reason in report.failures]
     warnings = [{"path": path, "warning": what} for path, what in report.warnings]
-    _write_json(report.dest / "report.json", {"skipped": failures, "warnings": warnings})
+    _write_json(
+        report.dest / "report.json",
+        {"skipped": failures, "warnings": warnings, "duplicates": report.duplicates},
+    )
 
 
 def check_locations(src: Path, dest: Path) -> None:
@@ -404,12 +539,16 @@ def prepare_corpus(
         planned, failures = plan_folder(src, valid_ratio, test_ratio, seed)
         settings = {"valid_ratio": valid_ratio, "test_ratio": test_ratio, "seed": seed}
     settings["min_seconds"] = min_seconds
+    workers = workers or os.cpu_count() or 1
+    prints = _fingerprints(planned, dest, min(workers, max(len(planned), 1)), progress)
+    planned, copies = keep_copies_together(planned, prints, src)
     sources, duplicates = _unique(planned)
     report = PrepareReport(dest, "musdb" if musdb else "folder", failures=failures + duplicates)
+    report.duplicates = copies
     previous = _previous_items(dest)
     jobs = [(source, previous.get((source.split, source.name))) for source in sources]
     work = partial(_prepare_job, dest=dest, src_root=src, min_seconds=min_seconds)
-    workers = min(workers or os.cpu_count() or 1, max(len(sources), 1))
+    workers = min(workers, max(len(sources), 1))
     bar = tqdm(total=len(sources), desc=f"prepare {src}", unit="file", disable=not progress)
     with bar:
         for source, result in zip(sources, map_in_processes(work, jobs, workers), strict=True):
