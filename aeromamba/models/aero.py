@@ -237,18 +237,48 @@ class Aero(nn.Module):
         if not lr.is_floating_point():
             raise ValueError(f"expected a floating-point waveform, got {lr.dtype}")
 
-    def forward(self, lr: torch.Tensor, sr: int | None = None) -> torch.Tensor:
-        """(B, 1, L) at lr_sr → (B, 1, scale·L) at hr_sr; `sr`, if given, is checked."""
-        self.check_input(lr, sr)
-        batch, length = lr.shape[0], lr.shape[-1]
+    def _spectrogram(self, lr: torch.Tensor) -> torch.Tensor:
+        """(B, 1, L) → (B, 2, F, T): real and imaginary parts of the input's STFT."""
+        length = lr.shape[-1]
         # Right-pad to whole hops; very short clips also get enough frames for the
         # reflect padding of the centred STFT.
         padded = max(-(-length // self.in_hop) * self.in_hop, self.nfft // 2 + self.in_hop)
         x = F.pad(lr, (0, padded - length))
         z = spectro(x, self.nfft, self.in_hop, self.in_window)[..., :-1, :]  # (B, 1, F, T)
-        x = torch.view_as_real(z).permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, 2, F, T)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        std = x.std(dim=(1, 2, 3), keepdim=True)
+        return torch.view_as_real(z).permute(0, 1, 4, 2, 3).flatten(1, 2)
+
+    def input_std(self, lr: torch.Tensor, block: int = 2**20) -> torch.Tensor:
+        """(B,) standard deviation of the spectrogram values of whole signals (B, 1, L), the
+        scale `forward` normalises by, computed `block` samples at a time.
+
+        Passed to `forward` for every chunk of a long signal, it makes the network see each
+        chunk at the level it has in the signal, not at its own: the output no longer depends
+        on where chunk boundaries fall."""
+        total = squares = count = 0.0
+        for start in range(0, lr.shape[-1], block):
+            x = self._spectrogram(lr[..., start : start + block]).double()
+            total = total + x.sum(dim=(1, 2, 3))
+            squares = squares + x.square().sum(dim=(1, 2, 3))
+            count += x[0].numel()
+        mean = total / count
+        return (squares / count - mean.square()).clamp(min=0).sqrt().float()
+
+    def forward(
+        self, lr: torch.Tensor, sr: int | None = None, input_std: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, 1, L) at lr_sr → (B, 1, scale·L) at hr_sr; `sr`, if given, is checked.
+
+        The spectrogram is normalised to zero mean and unit deviation per row, or divided by
+        `input_std` ((B,), see `input_std`) when given."""
+        self.check_input(lr, sr)
+        batch, length = lr.shape[0], lr.shape[-1]
+        x = self._spectrogram(lr)
+        if input_std is None:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True)
+        else:
+            mean = torch.zeros(batch, 1, 1, 1, dtype=x.dtype, device=x.device)
+            std = input_std.to(x.dtype).reshape(batch, 1, 1, 1)
         x = (x - mean) / (1e-5 + std)
 
         skips = []
