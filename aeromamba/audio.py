@@ -24,7 +24,7 @@ AUDIO_SUFFIXES = frozenset(
 ) | {".aac", ".m4a", ".mp2", ".mpc", ".wma", ".wv", ".ape", ".alac", ".ac3", ".dsf", ".mka"}
 
 
-class AudioError(UsageError, ValueError):
+class AudioError(UsageError):
     """A file that cannot be used as audio; the message names the file and the problem."""
 
 

@@ -50,7 +50,7 @@ FORMAT = "aeromamba"
 VERSION = 1
 
 
-class CheckpointError(UsageError, RuntimeError):
+class CheckpointError(UsageError):
     """A checkpoint that cannot be loaded; the message names the file and the reason."""
 
 

@@ -1,7 +1,9 @@
 """What every command-line entry point shares: how expected errors end the program.
 
 An error the user can fix (`UsageError`, which `AudioError` and `CheckpointError` are, or an
-`OSError` on a path they gave) prints one line `error: ...` on stderr and exits with status 2.
+`OSError` on a path they gave) prints one line `error: ...` on stderr and exits with status 2;
+any other `AeromambaError` (a run that stopped, such as a diverged training) prints one line
+and exits with status 1.
 Ctrl-C exits with 130 and SIGTERM with 143, both after `finally` blocks have run, so a partial
 output (see `aeromamba.files.atomic_path`) is removed. Any other exception is a bug and keeps
 its traceback.
@@ -15,8 +17,9 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-from aeromamba.errors import UsageError
+from aeromamba.errors import AeromambaError, UsageError
 
+EXIT_RUN = 1
 EXIT_USAGE = 2
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
@@ -61,6 +64,8 @@ def entry_point(main: Callable[..., int | None]) -> Callable[..., int | None]:
             fail("terminated", 128 + signal.SIGTERM)
         except UsageError as err:
             fail(str(err))
+        except AeromambaError as err:  # a run that stopped, not a setting to change
+            fail(str(err), EXIT_RUN)
         except OSError as err:
             fail(os_error_message(err))
         finally:

@@ -28,7 +28,7 @@ MIN_CHUNK = 0.5
 POSTPROCESSING = ("band_cap",)  # options a checkpoint's metadata may set for its model
 
 
-class OptionError(UsageError, ValueError):
+class OptionError(UsageError):
     """An inference option out of its range (chunk, overlap, amp, format); names the option."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aeromamba.errors import CorpusError
 from aeromamba.files import atomic_path
 
 SPLITS = ("train", "valid", "test")
@@ -35,7 +36,7 @@ RECORDINGS = "recordings.json"
 Table = dict[str, dict[str, tuple[int, float]]]
 
 
-class MixError(ValueError):
+class MixError(CorpusError):
     """A corpus that cannot be laid out; the message names the file and the problem."""
 
 

@@ -43,6 +43,7 @@ import soundfile as sf
 import yaml
 
 from aeromamba.data.bandwidth import RULE, measure_bandwidth
+from aeromamba.errors import CatalogueError
 from aeromamba.files import atomic_path
 
 SPLITS = ("train", "valid", "test")
@@ -57,10 +58,6 @@ UNDECODED = {
     ".raw": "headerless raw samples (format not stated)",
 }
 ARCHIVES = (".pk3", ".zip")
-
-
-class CatalogueError(ValueError):
-    """A catalogue that cannot be used; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from aeromamba.data.prepare import prepare_corpus
+from aeromamba.errors import UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             valid_songs=args.musdb_valid_songs,
             min_seconds=args.min_seconds,
         )
-    except (OSError, ValueError) as err:  # a missing SRC, bad settings, DEST not writable
+    except (OSError, UsageError) as err:  # a missing SRC, bad settings, DEST not writable
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

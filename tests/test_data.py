@@ -26,6 +26,7 @@ from aeromamba.data import dataset as dataset_module
 from aeromamba.data import prepare as prepare_module
 from aeromamba.data.prepare import is_musdb
 from aeromamba.data.synthetic import corpus_plan
+from aeromamba.errors import UsageError
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -212,7 +213,7 @@ def test_prepare_ratio_split_is_seeded(tmp_path: Path):
     assert sorted(sum(first.values(), [])) == [f"f{i}" for i in range(10)]
     assert splits(7, "b") == first
     assert any(splits(seed, f"s{seed}") != first for seed in range(3)), "the seed matters"
-    with pytest.raises(ValueError, match="valid_ratio"):
+    with pytest.raises(UsageError, match="valid_ratio"):
         prepare_corpus(raw, tmp_path / "c", valid_ratio=0.6, test_ratio=0.5, progress=False)
 
 
@@ -354,7 +355,7 @@ def test_test_protocol_gives_two_excerpts_for_fifty_seconds(tmp_path: Path):
     assert list(segment_starts(45, 10, 40, pad=True)) == [0, 40]
     assert list(segment_starts(7, 10, 40, pad=False)) == []
     assert len(PairedSegments(tmp_path, "train", segment=4, stride=4)) == 0
-    with pytest.raises(ValueError, match="22050"):
+    with pytest.raises(UsageError, match="22050"):
         PairedSegments(tmp_path, "test", segment=10, lr_sr=22050)
 
 

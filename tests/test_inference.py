@@ -20,6 +20,7 @@ from aeromamba.audio import AudioError, resample, write_audio
 from aeromamba.checkpoint import model_package, save_checkpoint
 from aeromamba.data.synthetic import music_clip
 from aeromamba.enhance import chunk_plan, enhance
+from aeromamba.errors import UsageError
 from aeromamba.inference import find_reference, predict_files, read_lowres
 from aeromamba.metrics.lsd import lsd
 from aeromamba.models import make_generator
@@ -94,7 +95,7 @@ def test_chunk_plan_covers_the_signal_once():
     assert starts[0] == 0 and starts[-1] + size >= 1000 > starts[-1] + lap
     assert all(b - a == size - lap for a, b in zip(starts, starts[1:], strict=False))
     assert chunk_plan(90, 100, chunk=1.0, overlap=0.5) == (90, 0, [0])
-    with pytest.raises(ValueError, match="chunk"):
+    with pytest.raises(UsageError, match="chunk"):
         chunk_plan(1000, 100, chunk=0.0, overlap=0.1)
 
 
@@ -123,7 +124,7 @@ def test_amp_a_cpu_would_emulate_is_refused_before_any_file(tmp_path, monkeypatc
     monkeypatch.setattr(enhance_module, "cpu_has_native", lambda amp: False)
     src = tmp_path / "clip.wav"
     write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
-    with pytest.raises(ValueError, match=f"amp={amp} needs a CPU with .*use amp=none"):
+    with pytest.raises(UsageError, match=f"amp={amp} needs a CPU with .*use amp=none"):
         predict_files(Repeat(), src, tmp_path / "out", amp=amp)
     assert not (tmp_path / "out").exists()
     summary = predict_files(Repeat(), src, tmp_path / "out", amp="none")
@@ -143,7 +144,7 @@ def test_native_amp_follows_the_cpu_probes(monkeypatch):
 def test_unknown_amp_is_refused_before_any_file(tmp_path):
     src = tmp_path / "clip.wav"
     write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
-    with pytest.raises(ValueError, match="amp must be"):
+    with pytest.raises(UsageError, match="amp must be"):
         predict_files(Repeat(), src, tmp_path / "out", amp="fp8")
     assert not (tmp_path / "out").exists()
 
@@ -278,7 +279,7 @@ def test_output_format_and_subtype(tmp_path):
     assert not done.failed
     info = sf.info(tmp_path / "out" / "clip.flac")
     assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_24", 44100)
-    with pytest.raises(ValueError, match="FLOAT"):
+    with pytest.raises(UsageError, match="FLOAT"):
         predict_files(Repeat(), src, tmp_path / "out", suffix=".flac", subtype="FLOAT")
 
 
@@ -345,11 +346,11 @@ def test_try_compile_falls_back_to_eager(monkeypatch):
 
 @pytest.mark.parametrize("chunk,overlap", [(0.001, 0.0), (0.49, 0.0), (1.0, -0.1)])
 def test_chunking_below_its_bounds_is_refused_before_any_file(tmp_path, chunk, overlap):
-    with pytest.raises(ValueError, match=r"at least"):
+    with pytest.raises(UsageError, match=r"at least"):
         chunk_plan(22050, 11025, chunk, overlap)
     src = tmp_path / "clip.wav"
     write_audio(src, music_clip(2.0, 11025, seed=3)[None], 11025)
-    with pytest.raises(ValueError, match=r"(chunk|overlap) must be at least"):
+    with pytest.raises(UsageError, match=r"(chunk|overlap) must be at least"):
         predict_files(Repeat(), src, tmp_path / "out", chunk=chunk, overlap=overlap)
     assert not (tmp_path / "out").exists()
 

@@ -30,7 +30,7 @@ from aeromamba.checkpoint import (
     save_checkpoint,
 )
 from aeromamba.devices import AMP_DTYPES
-from aeromamba.errors import UsageError
+from aeromamba.errors import RunError
 from aeromamba.files import atomic_path, remove_stale_temporaries
 from aeromamba.losses import (
     MultiResolutionMelLoss,
@@ -47,7 +47,7 @@ from aeromamba.training.logging import RunLogger
 log = logging.getLogger("aeromamba.train")
 
 
-class NonFiniteLossError(UsageError, FloatingPointError):
+class NonFiniteLossError(RunError):
     """A loss became NaN/Inf; training stops before any checkpoint is written."""
 
 

@@ -22,16 +22,14 @@ from typing import Any
 
 import yaml
 
+from aeromamba.errors import CatalogueError
+
 SPLITS = ("train", "valid", "test")
 HASH_SPLIT = "hash"
 KINDS = ("piano", "organ", "strings", "ensemble", "band")  # what arrange.py knows how to play
 ROLES = ("piano", "organ", "high", "mid", "low", "bass", "comp", "lead")  # pools it draws from
 CATALOGUE = files("aeromamba_corpora") / "catalogues" / "rendered.yaml"
 SCORE_SUFFIXES = {".mxl": 0, ".xml": 1, ".musicxml": 1, ".krn": 2, ".abc": 3}  # preferred first
-
-
-class CatalogueError(ValueError):
-    """A catalogue that cannot be used; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from aeromamba.errors import CorpusError
 from aeromamba_corpora.rendered.arrange import Arrangement
 from aeromamba_corpora.rendered.score import PieceError
 
@@ -23,7 +24,7 @@ INSTALL_HINT = (
 )
 
 
-class SetupError(RuntimeError):
+class SetupError(CorpusError):
     """A required tool, SoundFont or package is missing."""
 
 

@@ -12,13 +12,14 @@ import dataclasses
 import os
 from typing import Any
 
+from aeromamba.errors import CorpusError
 from aeromamba.files import atomic_path
 
 TPQ = 10080  # music21's MIDI ticks per quarter note
 DRUM_CHANNEL = 10  # General MIDI percussion, 1-based as music21 counts channels
 
 
-class PieceError(RuntimeError):
+class PieceError(CorpusError):
     """A piece that cannot be parsed, arranged or rendered; the message says why."""
 
 

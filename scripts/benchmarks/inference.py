@@ -218,11 +218,12 @@ def main() -> None:
         return
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     from aeromamba.enhance import check_amp
+    from aeromamba.errors import UsageError
 
     try:
         for device in devices:
             check_amp(args.amp, torch.device(device))
-    except ValueError as err:
+    except UsageError as err:
         parser.error(str(err))
     variants = args.variants.split(",")
     if args.interleave:
