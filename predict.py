@@ -1,7 +1,10 @@
 """Upsample recordings to 44.1 kHz: `python predict.py input=PATH output=DIR [checkpoint=PATH]`.
 
-With no input, the bundled example (examples/example_11k.wav) is upsampled and compared with
-its 44.1 kHz reference (LSD of the output and of plain soxr resampling). A bad option or file
+The research workflow's form of the `aeromamba` command (`aeromamba.command.upsample_paths`
+does the work of both): Hydra `key=value` settings (conf/predict.yaml), the bundled model unless
+`checkpoint=` names another. With no input, the bundled example (examples/example_11k.wav) is
+upsampled and compared with its 44.1 kHz reference (LSD of the output and of plain soxr
+resampling). A bad option or file
 ends with one line `error: ...` (status 2); Ctrl-C and SIGTERM remove the output being written
 (status 130, 143); status 1 when some files failed (each listed as FAILED).
 """
@@ -14,11 +17,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from aeromamba.cli import device_option, entry_point
+from aeromamba.cli import entry_point
 from aeromamba.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT = ROOT / "pretrained" / "aeromamba.pt"
 EXAMPLE = ROOT / "examples" / "example_11k.wav"
 EXAMPLE_REFERENCE = ROOT / "examples" / "example_44k.wav"
 
@@ -67,39 +69,16 @@ def compare_with_reference(output: Path, source: Path, reference: Path) -> None:
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 @entry_point
 def main(cfg: DictConfig) -> int:
-    from aeromamba.devices import configure_cpu
-    from aeromamba.enhance import try_compile
-    from aeromamba.inference import output_path, predict_files
-    from aeromamba.options import InferenceOptions, load_model
+    from aeromamba.command import upsample_paths
+    from aeromamba.inference import output_path
 
     check_option_types(cfg)
-    try:
-        configure_cpu(cfg.threads, cfg.keep_freed_memory)
-    except ValueError as err:  # threads=
-        raise UsageError(str(err)) from err
-    InferenceOptions.from_config(None, cfg)  # the options are checked before the model loads
-    device = device_option(cfg.device)
     example = cfg.input is None
     source = EXAMPLE if example else Path(cfg.input)
-    reference = EXAMPLE_REFERENCE if example else cfg.reference
-    checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else DEFAULT_CHECKPOINT
-    if not checkpoint.exists():
-        raise UsageError(f"{checkpoint}: no such checkpoint file; pass checkpoint=PATH")
-    model = load_model(checkpoint, device)
-    options = InferenceOptions.from_config(model, cfg)
-    if cfg.compile:
-        model = try_compile(model, cfg.chunk)
-    summary = predict_files(
-        model,
-        source,
-        cfg.output,
-        overwrite=cfg.overwrite or example,
-        spectrogram=cfg.spectrogram or example,
-        reference=reference,
-        suffix=f".{cfg.format}",
-        options=options,
-        subtype=cfg.subtype,
-    )
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    if example:
+        settings |= {"overwrite": True, "spectrogram": True, "reference": EXAMPLE_REFERENCE}
+    summary = upsample_paths([(source, Path(cfg.output))], settings)
     print(summary.report())
     if example and summary.done:
         target = output_path(source, source, Path(cfg.output), f".{cfg.format}")

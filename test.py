@@ -22,10 +22,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from aeromamba import PRETRAINED
 from aeromamba.cli import device_option, entry_point, metrics_option
 from aeromamba.errors import UsageError
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "aeromamba.pt"
+DEFAULT_CHECKPOINT = PRETRAINED
 # what each `outputs` entry changes in predict's defaults (`InferenceOptions.for_model`, the
 # checkpoint's post-processing included): the network's whole band (the paper's protocol), or
 # nothing (what predict.py writes)

@@ -12,7 +12,7 @@ from aeromamba.data.bandwidth import long_term_spectrum, measure_bandwidth
 from aeromamba.data.synthetic import music_clip
 from aeromamba.enhance import CROSSOVER_WIDTH, GUARD_HZ
 from aeromamba.errors import UsageError
-from aeromamba.options import InferenceOptions, OptionError, load_model
+from aeromamba.options import InferenceOptions, OptionError
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 44100
@@ -21,7 +21,7 @@ SR = 44100
 @pytest.fixture(scope="module")
 def model():
     torch.set_num_threads(1)
-    return load_model(ROOT / "pretrained" / "aeromamba.pt")
+    return aeromamba.load_pretrained()
 
 
 def lowpass(audio: np.ndarray, cutoff: float) -> np.ndarray:

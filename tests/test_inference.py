@@ -246,7 +246,7 @@ def test_predict_without_a_checkpoint_says_what_to_pass(tmp_path):
         check=False,
         env=ONE_THREAD,
     )
-    assert result.returncode != 0 and "pass checkpoint=PATH" in result.stderr
+    assert result.returncode == 2 and "none.pt: no such checkpoint file" in result.stderr
 
 
 def test_predict_rejects_a_bad_thread_count(tmp_path):

@@ -7,11 +7,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from aeromamba import PRETRAINED
 from aeromamba.enhance import chunk_plan, crossfade, enhance
 from aeromamba.options import InferenceOptions, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ROOT / "pretrained" / "aeromamba.pt"
+BUNDLED = PRETRAINED
 
 
 def band_level_per_second(audio: np.ndarray, sr: int, low: float) -> np.ndarray:

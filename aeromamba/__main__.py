@@ -1,0 +1,5 @@
+"""`python -m aeromamba`: the `aeromamba` command (`aeromamba.command`)."""
+
+from aeromamba.command import main
+
+raise SystemExit(main())
