@@ -12,6 +12,8 @@ its traceback.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import logging
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -22,6 +24,9 @@ from aeromamba.errors import AeromambaError, UsageError
 EXIT_RUN = 1
 EXIT_USAGE = 2
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
+VISQOL_HINT = 'pip install "aeromamba[eval]" (visqol-python; building it needs a C compiler)'
+
+log = logging.getLogger("aeromamba")
 
 
 class Terminated(BaseException):
@@ -105,7 +110,9 @@ def device_option(name: str) -> Any:
 
 def metrics_option(names: str | Iterable[str]) -> list[str]:
     """Metric names from a comma-separated string or a list, checked: at least one, all
-    known (`aeromamba.evaluation.METRICS`), none twice; UsageError otherwise."""
+    known (`aeromamba.evaluation.METRICS`), none twice; UsageError otherwise. ViSQOL is an
+    optional dependency: without it `visqol` is dropped with a one-line warning saying how to
+    add it (a UsageError when it was the only metric)."""
     from aeromamba.evaluation import METRICS
 
     items = names.split(",") if isinstance(names, str) else list(names)
@@ -118,4 +125,9 @@ def metrics_option(names: str | Iterable[str]) -> list[str]:
     twice = sorted({m for m in metrics if metrics.count(m) > 1})
     if twice:
         raise UsageError(f"metrics: {', '.join(twice)} given twice")
+    if "visqol" in metrics and importlib.util.find_spec("visqol") is None:
+        metrics.remove("visqol")
+        if not metrics:
+            raise UsageError(f"metrics: visqol is not installed; {VISQOL_HINT}")
+        log.warning("ViSQOL skipped (not installed); to add it: %s", VISQOL_HINT)
     return metrics
