@@ -107,25 +107,38 @@ print("installed package works:", aeromamba.__file__)
 """
 
 
-@pytest.mark.slow
-def test_wheel_installed_outside_the_checkout_works(tmp_path):
-    source = tmp_path / "source"  # a copy: building leaves build/ and egg-info behind
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+MAX_WHEEL_BYTES = 20 * 2**20
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built from a copy of the checkout (building leaves build/ and
+    egg-info behind)."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
+    source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")
     shutil.copytree(ROOT / "aeromamba", source / "aeromamba", ignore=ignore)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
-        [*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist"],
+        [*PIP, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist"],
         check=True,
     )
-    (wheel,) = (tmp_path / "dist").glob("aeromamba-*.whl")
+    (built,) = (tmp_path / "dist").glob("aeromamba-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_installed_outside_the_checkout_works(tmp_path, wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for variant in ("base", *VARIANTS):
         assert f"aeromamba/presets/{variant}.yaml" in names
+    assert "aeromamba/pretrained/aeromamba.pt" in names
+    assert wheel.stat().st_size <= MAX_WHEEL_BYTES
     site = tmp_path / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
+    subprocess.run([*PIP, "install", "--no-deps", "--target", site, wheel], check=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
@@ -139,3 +152,47 @@ def test_wheel_installed_outside_the_checkout_works(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert str(site) in result.stdout
+
+
+PRETRAINED_CHECK = """
+import sys
+from pathlib import Path
+
+import aeromamba
+
+checkout = Path(sys.argv[1])
+assert checkout not in Path(aeromamba.__file__).resolve().parents, aeromamba.__file__
+model = aeromamba.load_pretrained()
+assert model.postprocessing == {"band_cap": 0.0}, model.postprocessing
+print("bundled model from", aeromamba.PRETRAINED)
+"""
+
+
+@pytest.mark.slow
+def test_the_command_and_the_bundled_model_work_in_a_fresh_venv(tmp_path, wheel):
+    import numpy as np
+    import soundfile as sf
+
+    venv = tmp_path / "venv"  # the system's torch and numpy; the wheel on top
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+    python, command = venv / "bin" / "python", venv / "bin" / "aeromamba"
+    subprocess.run([python, "-m", "pip", "-q", "install", "--no-deps", wheel], check=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    name = "My Song, live [2001].wav"
+    sf.write(work / name, np.sin(np.arange(22050) * 0.05).astype(np.float32) * 0.3, 11025)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
+    runs = {
+        "out": [command, name, "-o", "out"],
+        "out2": [python, "-m", "aeromamba", name, "-o", "out2", "--format", "flac"],
+    }
+    for folder, argv in runs.items():
+        done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (written,) = (work / folder).iterdir()
+        assert written.stem == Path(name).stem
+        assert (sf.info(written).samplerate, sf.info(written).frames) == (44100, 88200)
+    check = [python, "-c", PRETRAINED_CHECK, str(ROOT)]
+    done = subprocess.run(check, cwd=work, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert str(venv) in done.stdout
