@@ -1,6 +1,7 @@
 """The package carries what it needs: the variant presets (a base and small variants, the
 sample rates stated once) are installed with it and Hydra composes the same settings from
-them; a wheel installed away from the checkout builds, loads and runs a generator."""
+them; a wheel installed away from the checkout builds, loads and runs a generator, and brings
+the bundled model and the `aeromamba` command."""
 
 from __future__ import annotations
 
