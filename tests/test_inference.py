@@ -19,15 +19,17 @@ from aeromamba import enhance as enhance_module
 from aeromamba.audio import AudioError, resample, write_audio
 from aeromamba.checkpoint import model_package, save_checkpoint
 from aeromamba.data.synthetic import music_clip
-from aeromamba.enhance import chunk_plan, enhance
-from aeromamba.errors import UsageError
+from aeromamba.enhance import check_amp, chunk_plan, enhance
 from aeromamba.inference import find_reference, predict_files, read_lowres
 from aeromamba.metrics.lsd import lsd
 from aeromamba.models import make_generator
+from aeromamba.options import InferenceOptions, OptionError
 
 ROOT = Path(__file__).resolve().parents[1]
 # One intra-op thread: on 2 cores shared with other jobs, two spinning threads ran ~70× slower.
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+# The network's whole band: the model's output as it is, nothing taken from the input.
+WHOLE_BAND = InferenceOptions(keep_band=False, keep_lowband=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,29 +82,37 @@ def test_ola_adds_nothing_at_boundaries(mode, chunk, overlap):
     lr = torch.from_numpy(music_clip(3.3, 11025, seed=2))[None].repeat(2, 1)
     lr[1] *= -0.5
     stub = Repeat(mode)
-    whole = enhance(stub, lr, chunk=10.0)  # one chunk
+    whole = enhance(stub, lr, WHOLE_BAND.replace(chunk=10.0))  # one chunk
     assert torch.equal(whole, stub(lr[:, None])[:, 0])
-    chunked = enhance(stub, lr, chunk=chunk, overlap=overlap, batch_size=3)
+    options = WHOLE_BAND.replace(chunk=chunk, overlap=overlap, batch_size=3)
+    chunked = enhance(stub, lr, options)
     assert chunked.shape == whole.shape == (2, 4 * lr.shape[-1])
     assert (chunked - whole)[:, 8:-8].abs().max() < 1e-4
-    batched = enhance(stub, lr[:, None], chunk=chunk, overlap=overlap)  # (B, 1, L) layout
+    batched = enhance(stub, lr[:, None], options.replace(batch_size=4))  # (B, 1, L) layout
     assert torch.equal(batched[:, 0], chunked)
 
 
-def test_chunk_plan_covers_the_signal_once():
-    size, lap, starts = chunk_plan(1000, 100, chunk=1.5, overlap=0.3)
+@pytest.mark.parametrize("length", [151, 269, 1000, 1090])
+def test_chunk_plan_covers_the_signal_once(length):
+    """Every chunk reads `size` real samples inside the signal; the outputs it keeps (after
+    `skip`) follow each other every size − lap samples, overlap by `lap` and end at the end."""
+    size, lap, windows = chunk_plan(length, 100, chunk=1.5, overlap=0.3)
     assert (size, lap) == (150, 30)
-    assert starts[0] == 0 and starts[-1] + size >= 1000 > starts[-1] + lap
-    assert all(b - a == size - lap for a, b in zip(starts, starts[1:], strict=False))
-    assert chunk_plan(90, 100, chunk=1.0, overlap=0.5) == (90, 0, [0])
-    with pytest.raises(UsageError, match="chunk"):
-        chunk_plan(1000, 100, chunk=0.0, overlap=0.1)
+    assert all(0 <= start and start + size <= length for start, _ in windows)
+    kept = [start + skip for start, skip in windows]  # where each chunk's output begins
+    assert kept[0] == 0 and windows[-1][0] + size == length
+    assert all(b - a == size - lap for a, b in zip(kept, kept[1:], strict=False))
+    assert all(skip == 0 for _, skip in windows[:-1])
+    assert kept[-1] + lap < length  # the last chunk adds signal beyond its overlap
+    assert chunk_plan(90, 100, chunk=1.0, overlap=0.5) == (90, 0, [(0, 0)])
+    with pytest.raises(OptionError, match="chunk"):
+        InferenceOptions(chunk=0.0, overlap=0.1)
 
 
 def test_ola_with_a_real_model_has_no_level_dip(model):
     lr = torch.from_numpy(music_clip(4.0, 11025, seed=4))[None]
-    whole = enhance(model, lr, chunk=10.0)
-    chunked = enhance(model, lr, chunk=1.0, overlap=0.25)
+    whole = enhance(model, lr, InferenceOptions(chunk=10.0))
+    chunked = enhance(model, lr, InferenceOptions(chunk=1.0, overlap=0.25))
     assert chunked.shape == whole.shape == (1, 4 * lr.shape[-1])
     ratio = chunked.pow(2).mean() / whole.pow(2).mean()
     assert 0.7 < ratio < 1.3
@@ -113,7 +123,7 @@ def test_bf16_autocast_on_the_cpu_stays_close_to_float32(model, monkeypatch):
     monkeypatch.setattr(enhance_module, "cpu_has_native", lambda amp: True)
     lr = torch.from_numpy(music_clip(2.0, 11025, seed=5))[None]
     exact = enhance(model, lr)
-    mixed = enhance(model, lr, amp="bf16")
+    mixed = enhance(model, lr, InferenceOptions(amp="bf16"))
     assert mixed.dtype == torch.float32 and mixed.shape == exact.shape
     relative = ((mixed - exact).norm() / exact.norm()).item()
     assert 0 < relative < 0.05  # it did run in bf16, and stays close
@@ -124,10 +134,10 @@ def test_amp_a_cpu_would_emulate_is_refused_before_any_file(tmp_path, monkeypatc
     monkeypatch.setattr(enhance_module, "cpu_has_native", lambda amp: False)
     src = tmp_path / "clip.wav"
     write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
-    with pytest.raises(UsageError, match=f"amp={amp} needs a CPU with .*use amp=none"):
-        predict_files(Repeat(), src, tmp_path / "out", amp=amp)
+    with pytest.raises(OptionError, match=f"amp={amp} needs a CPU with .*use amp=none"):
+        predict_files(Repeat(), src, tmp_path / "out", options=InferenceOptions(amp=amp))
     assert not (tmp_path / "out").exists()
-    summary = predict_files(Repeat(), src, tmp_path / "out", amp="none")
+    summary = predict_files(Repeat(), src, tmp_path / "out", options=InferenceOptions(amp="none"))
     assert len(summary.done) == 1
 
 
@@ -141,39 +151,44 @@ def test_native_amp_follows_the_cpu_probes(monkeypatch):
     assert enhance_module.cpu_has_native("fp16")  # a torch too old to tell refuses nothing
 
 
-def test_unknown_amp_is_refused_before_any_file(tmp_path):
-    src = tmp_path / "clip.wav"
-    write_audio(src, music_clip(0.3, 16000, seed=3)[None], 16000)
-    with pytest.raises(UsageError, match="amp must be"):
-        predict_files(Repeat(), src, tmp_path / "out", amp="fp8")
-    assert not (tmp_path / "out").exists()
+def test_unknown_amp_is_refused_where_the_options_are_made():
+    with pytest.raises(OptionError, match="amp must be"):
+        InferenceOptions.from_config(None, {"amp": "fp8"})  # predict's and test.py's options
+    with pytest.raises(OptionError, match="amp must be"):
+        aeromamba.upsample(music_clip(0.3, 16000, seed=3), 16000, Repeat(), amp="fp8")
+    with pytest.raises(OptionError, match="amp must be"):
+        check_amp("fp8", torch.device("cpu"))  # predict_files' own check, before any file
 
 
 @pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_any_rate_and_channel_count(model, sr, channels):
     audio = resample(music_clip(1.5, 44100, seed=channels)[None].repeat(channels, 0), 44100, sr)
-    out, out_sr = aeromamba.upsample(audio if channels > 1 else audio[0], sr, model)
+    out, out_sr = aeromamba.upsample(audio.T if channels > 1 else audio[0], sr, model)
     assert out_sr == 44100
     expected = round(audio.shape[-1] * 44100 / sr)
-    assert out.shape == ((channels, expected) if channels > 1 else (expected,))
+    assert out.shape == ((expected, channels) if channels > 1 else (expected,))
     assert np.isfinite(out).all() and np.abs(out).max() > 1e-4
 
 
 def test_warns_about_the_band_the_resampling_discards(caplog):
-    full = music_clip(1.0, 44100, seed=6)[None]
+    """Without keep_band the band above lr_sr/2 is lost, and said so; keep_band keeps it."""
+    full = music_clip(1.0, 44100, seed=6)
+    dull = resample(resample(full[None], 44100, 11025), 11025, 44100)[0]
     with caplog.at_level("WARNING", logger="aeromamba.inference"):
-        aeromamba.upsample(resample(resample(full, 44100, 11025), 11025, 44100), 44100, Repeat())
+        aeromamba.upsample(dull, 44100, Repeat(), keep_band=False)
         assert not caplog.records  # nothing above 5.5 kHz: nothing lost
         aeromamba.upsample(full, 44100, Repeat())
+        assert not caplog.records  # kept: passed through
+        aeromamba.upsample(full, 44100, Repeat(), keep_band=False)
     assert len(caplog.records) == 1 and "5512.5 Hz" in caplog.records[0].getMessage()
 
 
 def test_keep_lowband_keeps_the_input_band(model):
     hr = music_clip(3.0, 44100, seed=5)
     lr = resample(hr[None], 44100, 11025)
-    plain = enhance(model, torch.from_numpy(lr))[0].numpy()
-    kept = enhance(model, torch.from_numpy(lr), keep_lowband=True)[0].numpy()
+    plain = enhance(model, torch.from_numpy(lr), WHOLE_BAND)[0].numpy()
+    kept = enhance(model, torch.from_numpy(lr), WHOLE_BAND.replace(keep_lowband=True))[0].numpy()
     up = resample(lr, 11025, 44100)[0]
     n = min(len(up), len(kept))
     low = dict(sr=44100, band="low", cutoff_hz=4500)
@@ -279,7 +294,7 @@ def test_output_format_and_subtype(tmp_path):
     assert not done.failed
     info = sf.info(tmp_path / "out" / "clip.flac")
     assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_24", 44100)
-    with pytest.raises(UsageError, match="FLOAT"):
+    with pytest.raises(OptionError, match="FLOAT"):
         predict_files(Repeat(), src, tmp_path / "out", suffix=".flac", subtype="FLOAT")
 
 
@@ -345,45 +360,78 @@ def test_try_compile_falls_back_to_eager(monkeypatch):
 
 
 @pytest.mark.parametrize("chunk,overlap", [(0.001, 0.0), (0.49, 0.0), (1.0, -0.1)])
-def test_chunking_below_its_bounds_is_refused_before_any_file(tmp_path, chunk, overlap):
-    with pytest.raises(UsageError, match=r"at least"):
-        chunk_plan(22050, 11025, chunk, overlap)
-    src = tmp_path / "clip.wav"
-    write_audio(src, music_clip(2.0, 11025, seed=3)[None], 11025)
-    with pytest.raises(UsageError, match=r"(chunk|overlap) must be at least"):
-        predict_files(Repeat(), src, tmp_path / "out", chunk=chunk, overlap=overlap)
-    assert not (tmp_path / "out").exists()
+def test_chunking_below_its_bounds_is_refused_where_the_options_are_made(chunk, overlap):
+    """Refused before any model pass, whichever way the options come (predict.py refuses them
+    before the model loads: test_tools_errors)."""
+    needle = r"(chunk|overlap) must be at least"
+    with pytest.raises(OptionError, match=needle):
+        InferenceOptions.from_config(None, {"chunk": chunk, "overlap": overlap})
+    with pytest.raises(OptionError, match=needle):
+        InferenceOptions().replace(chunk=chunk, overlap=overlap)
+    audio = music_clip(2.0, 11025, seed=3)
+    with pytest.raises(OptionError, match=needle):
+        aeromamba.upsample(audio, 11025, Repeat(), chunk=chunk, overlap=overlap)
 
 
-def loud_float_file(path: Path) -> float:
-    """A float WAV peaking at 1.7 (above full scale); returns the peak."""
+def loud_float_file(path: Path, peak: float = 1.7) -> None:
+    """A float WAV of a music clip peaking at `peak` (1.7: above full scale)."""
     clip = music_clip(1.0, 11025, seed=11)
-    audio = 1.7 * clip / np.abs(clip).max()
-    sf.write(path, audio, 11025, subtype="FLOAT")
-    return float(np.abs(audio).max())
+    sf.write(path, peak * clip / np.abs(clip).max(), 11025, subtype="FLOAT")
 
 
-def test_float_input_above_full_scale_keeps_its_peak(tmp_path, caplog):
-    src = tmp_path / "loud.wav"
-    peak = loud_float_file(src)
-    with caplog.at_level("WARNING", logger="aeromamba.inference"):
-        summary = predict_files(Repeat(), src, tmp_path / "out")
-    assert summary.done and not caplog.records
-    out, sr = sf.read(tmp_path / "out" / "loud.wav", dtype="float32")
-    assert sf.info(tmp_path / "out" / "loud.wav").subtype == "FLOAT"
-    assert np.abs(out).max() == pytest.approx(peak, rel=1e-3)
+class Recording(Repeat):
+    """Repeat, remembering the largest input sample it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peak = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.peak = max(self.peak, float(x.abs().max()))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("options", [WHOLE_BAND, InferenceOptions()], ids=["whole", "keep_band"])
+def test_float_input_above_full_scale_keeps_its_level(tmp_path, caplog, options):
+    """An input peaking at 1.7 goes through the model at full scale and comes back at its own
+    level, unclipped, as float: its output is twice that of the same clip at 0.85 (which goes
+    through as it is). Where the output is the model's own (Repeat's held samples), its peak
+    is the input's; with keep_band it is the input's band plus the band Repeat makes above
+    lr_sr/2 (its hold's images), which peaks higher."""
+    outputs, models = {}, {}
+    for peak in (1.7, 0.85):
+        src = tmp_path / f"in{peak}" / "loud.wav"
+        src.parent.mkdir()
+        loud_float_file(src, peak)
+        models[peak] = Recording()
+        with caplog.at_level("WARNING", logger="aeromamba.inference"):
+            summary = predict_files(models[peak], src, tmp_path / f"out{peak}", options=options)
+        assert summary.done and not caplog.records
+        assert sf.info(tmp_path / f"out{peak}" / "loud.wav").subtype == "FLOAT"
+        outputs[peak], _ = sf.read(tmp_path / f"out{peak}" / "loud.wav", dtype="float32")
+    assert models[1.7].peak == pytest.approx(1.0) and models[0.85].peak == pytest.approx(0.85)
+    np.testing.assert_allclose(outputs[1.7], 2 * outputs[0.85], rtol=1e-5, atol=1e-6)
+    assert np.abs(outputs[1.7]).max() > 1.7 * (1 - 1e-3)
+    if options == WHOLE_BAND:
+        assert np.abs(outputs[1.7]).max() == pytest.approx(1.7, rel=1e-3)
 
 
 def test_output_that_clips_says_so_once(tmp_path, caplog):
+    """The warning names the file, the peak and the count of the samples clipped, as the same
+    output written as float has them."""
     src = tmp_path / "loud.wav"
     loud_float_file(src)
+    predict_files(Repeat(), src, tmp_path / "float")
+    unclipped = np.abs(sf.read(tmp_path / "float" / "loud.wav", dtype="float32")[0])
     with caplog.at_level("WARNING", logger="aeromamba.inference"):
         summary = predict_files(Repeat(), src, tmp_path / "out", subtype="PCM_16")
     assert summary.done
     (record,) = caplog.records
     message = record.getMessage()
-    assert "loud.wav" in message and "peak 1.70" in message and "subtype=FLOAT" in message
-    assert "\n" not in message
+    assert "loud.wav" in message and "subtype=FLOAT" in message and "\n" not in message
+    assert f"peak {unclipped.max():.2f}" in message
+    assert f"({int((unclipped > 1).sum())} samples)" in message
+    assert np.abs(sf.read(tmp_path / "out" / "loud.wav")[0]).max() <= 1
 
 
 def test_integer_input_keeps_its_sample_format(tmp_path):
@@ -459,14 +507,15 @@ def test_band_cap_attenuates_a_flat_tail_on_dark_audio_and_spares_a_natural_slop
 def test_band_cap_never_raises_and_is_an_option_of_predict(model):
     hr = music_clip(3.0, 44100, seed=7)
     lr = torch.from_numpy(resample(hr[None], 44100, 11025))
-    plain = enhance(model, lr, keep_lowband=True)[0].numpy()
-    capped = enhance(model, lr, keep_lowband=True, band_cap=0.0)[0].numpy()
+    kept = WHOLE_BAND.replace(keep_lowband=True)
+    plain = enhance(model, lr, kept)[0].numpy()
+    capped = enhance(model, lr, kept.replace(band_cap=0.0))[0].numpy()
     for low, high in ((6000, 10000), (10000, 20000)):
         assert _band_db(capped, low, high) <= _band_db(plain, low, high) + 0.1
     for samples in (1, 441, 1024):  # down to the shortest input predict takes, and below
         tiny = torch.randn(2, samples)
         assert enhance_module.cap_band(tiny, 44100, 5512.5).shape == (2, samples)
-    with pytest.raises(enhance_module.OptionError, match="band_cap must be a number"):
-        enhance_module.check_band_cap("loud")
-    with pytest.raises(enhance_module.OptionError, match="band_cap"):
-        predict_files(model, "missing.wav", "out", band_cap=float("nan"))
+    with pytest.raises(OptionError, match="band_cap must be a number"):
+        InferenceOptions(band_cap="loud")
+    with pytest.raises(OptionError, match="band_cap"):
+        InferenceOptions.from_config(model, {"band_cap": float("nan")})
