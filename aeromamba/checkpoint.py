@@ -48,6 +48,19 @@ from aeromamba.models import Aero, MultiScaleDiscriminator
 
 FORMAT = "aeromamba"
 VERSION = 1
+# What zipfile raises for damaged records: besides BadZipFile and short reads, fields it does
+# not support (a flipped version or flag byte: NotImplementedError), names that do not decode
+# (UnicodeDecodeError, a ValueError), offsets beyond a file position (OverflowError) and
+# records that do not unpack (struct.error).
+DAMAGED_ZIP = (
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    OverflowError,
+    struct.error,
+)
 
 
 class CheckpointError(UsageError):
@@ -55,10 +68,12 @@ class CheckpointError(UsageError):
 
 
 def save_checkpoint(path: str | os.PathLike, package: dict[str, Any]) -> None:
-    """Write `package` (the project's format) atomically: temporary file, then rename."""
+    """Write `package` (the project's format) atomically: temporary file, then rename. The
+    same package gives the same bytes (torch.save names the archive's records after a file
+    it is given by name, here the temporary's, so it gets a file object)."""
     package = {"format": FORMAT, "version": VERSION, **package}
-    with atomic_path(path) as tmp:
-        torch.save(package, tmp)
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        torch.save(package, file)
 
 
 def model_package(model: nn.Module) -> dict[str, Any]:
@@ -326,7 +341,7 @@ def _read(path: Path) -> tuple[Any, bool]:
         size = _check_layout(path, file)
         try:
             archive = zipfile.ZipFile(file)
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as err:
+        except DAMAGED_ZIP as err:
             raise CheckpointError(
                 f"{path}: truncated or corrupt checkpoint ({_first_line(err)})"
             ) from err
@@ -378,7 +393,7 @@ class _Archive:
     def read(self, name: str) -> bytes:
         try:
             return self.archive.read(self.infos[name])
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        except DAMAGED_ZIP as err:
             raise CheckpointError(
                 f"{self.path}: truncated or corrupt checkpoint ({name}: {_first_line(err)})"
             ) from err

@@ -411,3 +411,34 @@ def test_malformed_release_file_is_one_line(edit, release, tmp_path, monkeypatch
     path = tmp_path / "edited.th"
     torch.save(RELEASE_EDITS[edit](aero, _release_kwargs(release)), path)
     _refusal(load_generator, path)
+
+
+def _central_field(data: bytes, offset: int, value: bytes) -> bytes:
+    """`data` with `value` written at `offset` into its first central directory record."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        start = archive.start_dir + offset
+    return data[:start] + value + data[start + len(value) :]
+
+
+ZIP_DAMAGE = {  # what one flipped byte in a central directory record makes zipfile raise
+    "needs zip version 8.7": (6, bytes([87])),  # NotImplementedError, opening the archive
+    "compressed patched data": (8, bytes([0x28])),  # NotImplementedError, reading the member
+    "strong encryption": (8, bytes([0x48])),  # the same
+    "name not UTF-8": (46, b"\xff"),  # the UTF-8 flag is set: UnicodeDecodeError
+}
+
+
+@pytest.mark.parametrize("damage", ZIP_DAMAGE)
+def test_damaged_zip_records_are_one_line(damage, tmp_path):
+    data = write_project_checkpoint(tmp_path / "ok.pt").read_bytes()
+    bad = tmp_path / "damaged.pt"
+    bad.write_bytes(_central_field(data, *ZIP_DAMAGE[damage]))
+    assert "corrupt" in _refusal(load_checkpoint, bad)
+
+
+def test_the_same_package_gives_the_same_bytes(tmp_path):
+    torch.manual_seed(0)
+    package = {"generator": model_package(make_generator("aeromamba", channels=4))}
+    save_checkpoint(tmp_path / "a.pt", package)
+    save_checkpoint(tmp_path / "b.pt", package)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -3,7 +3,11 @@ project checkpoints and of a release file (truncations, prefixes and suffixes, b
 swapped, missing, compressed and oversize members, code-running pickles, a deflate bomb).
 None may run code, end in anything but a CheckpointError, or take more than 1 GB of memory.
 
-The cases run in a child process, so that its peak memory (`ru_maxrss`) is theirs alone."""
+Every mutation kind runs on every valid file in each of `ROUNDS` rounds, each case drawing
+its own variant (which bytes, which members, which payload), so that few cases cover every
+kind. The valid files are the same bytes in every run (`save_checkpoint` is reproducible), so
+a seed reproduces its cases. The cases run in a child process, so that its peak memory
+(`ru_maxrss`) is theirs alone."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from aeromamba.models import make_discriminator, make_generator
 from tests.checkpoint_payloads import Payload, deflate_bomb, marker, replace_member
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = 300
+ROUNDS = 4
 SEED = 20240611
 
 Mutation = Callable[[random.Random, bytes, Path], bytes]
@@ -43,12 +47,16 @@ def _members(data: bytes) -> list[tuple[zipfile.ZipInfo, bytes]]:
         return [(item, archive.read(item)) for item in archive.infolist()]
 
 
-def _rezip(members: list[tuple[zipfile.ZipInfo, bytes]], compression: int) -> bytes:
+def _rezip(
+    members: list[tuple[zipfile.ZipInfo, bytes]], deflate: frozenset[str] = frozenset()
+) -> bytes:
+    """An archive of `members`, stored, except those named in `deflate` (deflated)."""
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression) as archive:
+    with zipfile.ZipFile(out, "w") as archive:
         for item, content in members:
-            item.compress_type = compression
-            archive.writestr(item, content)
+            deflated = item.filename in deflate
+            item.compress_type = zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED
+            archive.writestr(item, content, compresslevel=1 if deflated else None)
     return out.getvalue()
 
 
@@ -66,10 +74,14 @@ def suffix(rng: random.Random, data: bytes, folder: Path) -> bytes:
 
 
 def flip_bytes(rng: random.Random, data: bytes, folder: Path) -> bytes:
-    """A few random bytes changed, mostly in the pickle and the zip records (data.pkl comes
-    first in the archive, the directory last), where they change what is read."""
+    """A few random bytes changed where they change what is read: in data.pkl (first in the
+    archive), in a member's local header, in the central directory and its end records."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        member = rng.choice(archive.infolist())
+        directory = archive.start_dir
+    local = member.header_offset + 30 + len(member.filename.encode())
+    regions = [(0, min(len(data), 100_000)), (member.header_offset, local), (directory, len(data))]
     out = bytearray(data)
-    regions = [(0, min(len(data), 100_000)), (max(0, len(data) - 60_000), len(data))]
     for _ in range(rng.randrange(1, 9)):
         start, end = rng.choice(regions)
         out[rng.randrange(start, end)] = rng.randrange(256)
@@ -81,17 +93,20 @@ def swap_members(rng: random.Random, data: bytes, folder: Path) -> bytes:
     i, j = rng.sample(range(len(members)), 2)
     (a, x), (b, y) = members[i], members[j]
     members[i], members[j] = (a, y), (b, x)
-    return _rezip(members, zipfile.ZIP_STORED)
+    return _rezip(members)
 
 
 def drop_member(rng: random.Random, data: bytes, folder: Path) -> bytes:
     members = _members(data)
     members.pop(rng.randrange(len(members)))
-    return _rezip(members, zipfile.ZIP_STORED)
+    return _rezip(members)
 
 
 def compress(rng: random.Random, data: bytes, folder: Path) -> bytes:
-    return _rezip(_members(data), zipfile.ZIP_DEFLATED)
+    """Every member deflated, or one of them (data.pkl, a storage, a marker)."""
+    members = _members(data)
+    chosen = members if rng.random() < 0.25 else [rng.choice(members)]
+    return _rezip(members, frozenset(item.filename for item, _ in chosen))
 
 
 def oversize_member(rng: random.Random, data: bytes, folder: Path) -> bytes:
@@ -101,7 +116,7 @@ def oversize_member(rng: random.Random, data: bytes, folder: Path) -> bytes:
     item, content = members[index]
     grown = content + bytes(5 << 20 if item.filename.endswith("data.pkl") else rng.randrange(1, 9))
     members[index] = (item, grown)
-    return _rezip(members, zipfile.ZIP_STORED)
+    return _rezip(members)
 
 
 def payload_pickle(rng: random.Random, data: bytes, folder: Path) -> bytes:
@@ -173,14 +188,17 @@ def _load(path: Path, data: bytes) -> str:
     return "loaded"
 
 
-def run_cases(folder: Path, release: Path, cases: int, seed: int) -> dict:
-    """Load `cases` mutated files and the deflate bomb; what happened, and the peak memory."""
+def run_cases(folder: Path, release: Path, rounds: int, seed: int) -> dict:
+    """Load every mutation of every valid file `rounds` times, and the deflate bomb; what
+    happened (per kind, and what was unexpected), and the peak memory."""
     rng = random.Random(seed)
     seeds = _seeds(folder, release)
     path = folder / "case.th"
     results = [
-        (mutation.__name__, _load(path, mutation(rng, rng.choice(seeds), folder)))
-        for mutation in rng.choices(MUTATIONS, k=cases)
+        (mutation.__name__, _load(path, mutation(rng, data, folder)))
+        for _ in range(rounds)
+        for mutation in MUTATIONS
+        for data in seeds
     ]
     results.append(("deflate_bomb", _load(path, deflate_bomb(2 << 30))))
     outcomes = Counter(result for _, result in results)
@@ -188,6 +206,7 @@ def run_cases(folder: Path, release: Path, cases: int, seed: int) -> dict:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {
         "seeds": [_load(path, data) for data in seeds],
+        "kinds": Counter(name for name, _ in results),
         "outcomes": {k: outcomes[k] for k in ("loaded", "refused")},
         "unexpected": unexpected,
         "ran": marker(folder).exists(),
@@ -203,7 +222,7 @@ def test_mutated_checkpoints_run_nothing_raise_only_checkpoint_errors(official_r
         "print(json.dumps(run_cases(Path(sys.argv[1]), Path(sys.argv[2]), "
         "int(sys.argv[3]), int(sys.argv[4]))))\n"
     )
-    args = [str(tmp_path), str(official_release / "generator_best.th"), str(CASES), str(SEED)]
+    args = [str(tmp_path), str(official_release / "generator_best.th"), str(ROUNDS), str(SEED)]
     result = subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,
@@ -215,7 +234,10 @@ def test_mutated_checkpoints_run_nothing_raise_only_checkpoint_errors(official_r
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["seeds"] == ["loaded"] * 3, report["seeds"]
+    cases = ROUNDS * len(MUTATIONS) * 3
+    expected = Counter(mutation.__name__ for mutation in MUTATIONS * ROUNDS * 3)
+    assert report["kinds"] == {**expected, "deflate_bomb": 1}, report["kinds"]
     assert not report["ran"], "a mutated checkpoint ran its code"
     assert report["unexpected"] == [], report["unexpected"]
-    assert report["outcomes"]["refused"] > CASES // 2, report["outcomes"]
+    assert report["outcomes"]["refused"] > cases // 2, report["outcomes"]
     assert report["maxrss_mib"] < 1024, report
