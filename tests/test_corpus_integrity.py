@@ -178,3 +178,18 @@ def test_prepare_script_errors_are_one_line(tmp_path: Path, capsys):
         assert main(argv + ["--workers", "1"]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: "), err
+
+
+def test_files_no_manifest_ever_listed_are_left_alone(tmp_path: Path):
+    """A destination may hold the user's own files: only outputs an earlier manifest listed are
+    ever removed."""
+    src, dest = tmp_path / "raw", tmp_path / "prepared"
+    for i in range(6):
+        _write(src / f"s{i}.wav", seed=i)
+    mine = [dest / "train" / "hr" / "mine.wav", dest / "test" / "lr" / "notes.tmp"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"the user's own file")
+    _prepare(src, dest, valid_ratio=0.2, test_ratio=0.2, seed=1)
+    _prepare(src, dest, valid_ratio=0.2, test_ratio=0.2, seed=2)  # another draw: outputs move
+    assert all(path.read_bytes() == b"the user's own file" for path in mine)

@@ -39,7 +39,8 @@ lr_length == hr_length // 4 exactly. Layout of DEST (paths in manifests are rela
 Broken, empty, non-audio, silent and too-short files are skipped and listed with their reason;
 files sampled below 44.1 kHz or band-limited are kept with a warning, and every item records
 its measured bandwidth. Reruns are idempotent: a pair whose files are both newer than the
-source is kept, not rewritten; outputs that no manifest lists any more are removed.
+source is kept, not rewritten; outputs the previous manifests listed and the new ones do not
+are removed, and nothing that this tool did not write.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from tqdm import tqdm
 from aeromamba.audio import AudioError, list_audio_files, read_audio, resample, to_mono, write_audio
 from aeromamba.data.bandwidth import measure_bandwidth
 from aeromamba.errors import UsageError
-from aeromamba.files import atomic_path
+from aeromamba.files import atomic_path, remove_stale_temporaries
 
 HR_SR = 44100
 LR_SR = 11025
@@ -487,21 +488,27 @@ def _previous_items(dest: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return items
 
 
-def remove_stale_outputs(report: PrepareReport) -> None:
-    """Delete the audio under DEST/{split}/{hr,lr} that no manifest lists (files of an earlier
-    run whose source is gone or moved, half-written temporaries of an interrupted one)."""
+def remove_stale_outputs(
+    report: PrepareReport, previous: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """Delete the outputs that the `previous` manifests listed and the new ones do not (files
+    of an earlier run whose source is gone or moved), and temporaries that dead processes left
+    under DEST/{split}/{hr,lr}. Nothing else is touched: a file this tool did not write stays.
+    """
     listed = {
-        report.dest / item[key]
-        for items in report.items.values()
-        for item in items
-        for key in ("hr", "lr")
+        item[key] for items in report.items.values() for item in items for key in ("hr", "lr")
     }
+    earlier = {item.get(key) for item in previous.values() for key in ("hr", "lr")}
+    for relative in sorted(p for p in earlier - listed if isinstance(p, str)):
+        path = report.dest / relative
+        inside = path.resolve().is_relative_to(report.dest.resolve())
+        if inside and path.suffix == ".wav" and path.is_file():
+            path.unlink()
+            report.removed.append(relative)
     for split in SPLITS:
         for folder in ("hr", "lr"):
-            for path in sorted((report.dest / split / folder).glob("*")):
-                if path.is_file() and path not in listed and path.suffix in (".wav", ".tmp"):
-                    path.unlink()
-                    report.removed.append(path.relative_to(report.dest).as_posix())
+            for path in remove_stale_temporaries(report.dest / split / folder):
+                report.removed.append(path.relative_to(report.dest).as_posix())
 
 
 def prepare_corpus(
@@ -563,7 +570,7 @@ def prepare_corpus(
         items.sort(key=lambda item: item["name"])
     if report.prepared:
         write_manifests(report, src, settings)
-        remove_stale_outputs(report)
+        remove_stale_outputs(report, previous)
     return report
 
 
