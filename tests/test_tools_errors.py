@@ -120,6 +120,19 @@ def test_predict_checkpoint_that_is_a_folder(tmp_path, clip):
     assert_one_line_error(result, str(tmp_path), "is a folder, not a checkpoint file")
 
 
+def _being_written(out: Path) -> bool:
+    """Whether an output under `out` is being written: its temporary holds data (the audio
+    header at least). The instant it exists is too early: atomic_path creates it before
+    arming the cleanup that removes it, and a signal there left it behind."""
+    for path in out.glob(".*.tmp"):
+        try:
+            if path.stat().st_size:
+                return True
+        except FileNotFoundError:  # removed between the listing and the look
+            pass
+    return False
+
+
 def _interrupt(checkpoint: Path, tmp_path: Path, signum: int) -> subprocess.CompletedProcess:
     """Start predict.py on a long file, send `signum` once its output is being written."""
     long = tmp_path / "long.wav"
@@ -141,7 +154,7 @@ def _interrupt(checkpoint: Path, tmp_path: Path, signum: int) -> subprocess.Comp
         env=ONE_THREAD,
     )
     deadline = time.monotonic() + 120
-    while not list(out.glob(".*.tmp")) and process.poll() is None:
+    while not _being_written(out) and process.poll() is None:
         assert time.monotonic() < deadline, "no temporary output appeared"
         time.sleep(0.05)
     process.send_signal(signum)
