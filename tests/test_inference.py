@@ -111,8 +111,8 @@ def test_chunk_plan_covers_the_signal_once(length):
 
 def test_ola_with_a_real_model_has_no_level_dip(model):
     lr = torch.from_numpy(music_clip(4.0, 11025, seed=4))[None]
-    whole = enhance(model, lr, InferenceOptions(chunk=10.0))
-    chunked = enhance(model, lr, InferenceOptions(chunk=1.0, overlap=0.25))
+    whole = enhance(model, lr, WHOLE_BAND.replace(chunk=10.0))  # the model's output alone
+    chunked = enhance(model, lr, WHOLE_BAND.replace(chunk=1.0, overlap=0.25))
     assert chunked.shape == whole.shape == (1, 4 * lr.shape[-1])
     ratio = chunked.pow(2).mean() / whole.pow(2).mean()
     assert 0.7 < ratio < 1.3
