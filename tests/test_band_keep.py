@@ -14,7 +14,6 @@ from aeromamba.enhance import CROSSOVER_WIDTH, GUARD_HZ
 from aeromamba.errors import UsageError
 from aeromamba.options import InferenceOptions, OptionError
 
-ROOT = Path(__file__).resolve().parents[1]
 SR = 44100
 
 

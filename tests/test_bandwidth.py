@@ -113,3 +113,14 @@ def test_bad_input_is_refused():
         measure_bandwidth(np.zeros((SR, 2)), SR)
     with pytest.raises(ValueError, match="NaN"):
         measure_bandwidth(np.full(SR, np.nan), SR)
+
+
+def test_a_lowpass_that_varies_over_the_file_reads_at_its_high_percentile():
+    """An encoder that widens its band now and then (one second in twenty at 19 kHz, faded in
+    and out over 20 ms; the rest at 15 kHz): the long-term spectrum shows the widest cut, the
+    file's lowpass is 15 kHz."""
+    noise = pink_noise(20.0, SR)
+    wide = np.clip(np.abs(np.arange(len(noise)) / SR - 5.5) * 50 - 24, 0, 1)  # 0 in 5-6 s
+    mix = brick_wall(noise, SR, 15000.0) * wide + brick_wall(noise, SR, 19000.0) * (1 - wide)
+    audio = quantize_16bit(0.1 * mix)
+    assert measure_bandwidth(audio, SR) == pytest.approx(15000.0, abs=TOLERANCE_HZ)

@@ -25,6 +25,12 @@ average):
    band or of window leakage just above a cut do not hide it.
 4. With no cut, the spectrum fades out into its floor or reaches Nyquist: the bandwidth is
    the highest frequency of content (often Nyquist itself).
+5. Frame by frame: steps 1-4 also run on the spectrum of each second (``BLOCK_SECONDS``) that
+   is within ``ACTIVE_DB`` (30 dB) of the loudest second. An encoder whose band varies over
+   the file (one that widens it now and then) shows its widest cut in the long-term spectrum;
+   the bandwidth is the lower of that and the 90th percentile (``PERCENTILE``) of the
+   per-second cutoffs, given at least ``MIN_BLOCKS`` such seconds. Where the lowpass is fixed
+   (MP3 and resampled files) both agree.
 
 Silence (all samples zero) and empty input have no content: the bandwidth is 0.0. The window's
 main lobe and the smoothing spread a cut upwards, so a brick wall reads ~100 Hz above its
@@ -33,13 +39,15 @@ frequency (measured on noise cut at 4-19 kHz).
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import rfft
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import get_window
 
-RULE = 2  # bump when the rule changes: stored measurements are then redone
+RULE = 3  # bump when the rule changes: stored measurements are then redone
 RANGE_DB = 90.0
 DROP_DB = 30.0
 DROP_SPAN_HZ = 500.0
@@ -49,6 +57,10 @@ SMOOTH_HZ = 120.0
 BIN_HZ = 20.0
 MAX_CHANNELS = 16
 FRAMES_PER_BLOCK = 256
+BLOCK_SECONDS = 1.0
+ACTIVE_DB = 30.0
+MIN_BLOCKS = 4
+PERCENTILE = 90.0
 
 
 def _as_frames(audio: np.ndarray) -> np.ndarray:
@@ -64,26 +76,74 @@ def _as_frames(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
-def long_term_spectrum(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed long-term average power spectrum, channels summed.
+def block_spectra(
+    audio: np.ndarray, sr: int, block_seconds: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed average power spectra of consecutive blocks of `block_seconds` (None: the
+    whole signal as one block), channels summed.
 
     Welch's method (50 % overlap, Blackman-Harris: sidelobes below -92 dB, so a loud pass band
-    does not leak over a cut), computed a block of frames at a time to bound memory on long
-    files. Returns (freqs in Hz, power), both of shape (bins,); power is linear, arbitrary scale.
+    does not leak over a cut), computed a batch of frames at a time to bound memory on long
+    files. Returns (freqs in Hz (bins,), power (blocks, bins)); power is linear, arbitrary
+    scale.
     """
     frames = _as_frames(audio)
     frames = frames - frames.mean(axis=1, keepdims=True)  # a DC offset is not content
     nperseg = min(int(2 ** np.round(np.log2(sr / BIN_HZ))), frames.shape[1])
+    hop = max(1, nperseg // 2)
     window = get_window("blackmanharris", nperseg).astype(np.float32)
-    segments = sliding_window_view(frames, nperseg, axis=-1)[:, :: max(1, nperseg // 2)]
-    power = np.zeros(nperseg // 2 + 1)
-    for start in range(0, segments.shape[1], FRAMES_PER_BLOCK):
+    segments = sliding_window_view(frames, nperseg, axis=-1)[:, ::hop]
+    count = segments.shape[1]
+    per_block = count if block_seconds is None else max(1, round(block_seconds * sr / hop))
+    power = np.zeros((-(-count // per_block), nperseg // 2 + 1))
+    for start in range(0, count, FRAMES_PER_BLOCK):
         spectrum = rfft(segments[:, start : start + FRAMES_PER_BLOCK] * window, axis=-1)
-        power += (spectrum.real**2 + spectrum.imag**2).sum(axis=(0, 1))
-    freqs = np.arange(len(power)) * (sr / nperseg)
+        frame_power = (spectrum.real**2 + spectrum.imag**2).sum(axis=0)
+        np.add.at(power, (start + np.arange(len(frame_power))) // per_block, frame_power)
+    freqs = np.arange(power.shape[1]) * (sr / nperseg)
     width = max(1, int(round(SMOOTH_HZ * nperseg / sr)))
     # channels summed: out-of-phase content is not lost as in a downmix
-    return freqs, uniform_filter1d(power, width, mode="nearest")
+    return freqs, uniform_filter1d(power, width, axis=-1, mode="nearest")
+
+
+def long_term_spectrum(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """(freqs in Hz, power) of the whole signal, both (bins,): `block_spectra` in one block."""
+    freqs, power = block_spectra(audio, sr)
+    return freqs, power[0]
+
+
+def suffix_percentiles(values: np.ndarray, q: float) -> np.ndarray:
+    """(len(values),): the `q`th percentile (linear interpolation, as np.percentile) of
+    values[k:] for every k, from one sorted insertion per value."""
+    ordered: list[float] = []
+    out = np.empty(len(values))
+    for k in range(len(values) - 1, -1, -1):
+        bisect.insort(ordered, float(values[k]))
+        position = q / 100 * (len(ordered) - 1)
+        below = int(position)
+        above = min(below + 1, len(ordered) - 1)
+        out[k] = ordered[below] + (position - below) * (ordered[above] - ordered[below])
+    return out
+
+
+def spectrum_cutoff(freqs: np.ndarray, power: np.ndarray) -> float:
+    """Where the content of one power spectrum stops (steps 1-4 of the module's rule); 0.0
+    for a spectrum without power."""
+    peak = power.max()
+    if peak <= 0.0:
+        return 0.0
+    level = 10.0 * np.log10(np.maximum(power / peak, 1e-30))  # dB re the loudest band
+    content = level >= -RANGE_DB
+    span = int(np.ceil(DROP_SPAN_HZ / (freqs[1] - freqs[0])))
+    if len(level) <= span:
+        return float(freqs[np.flatnonzero(content)[-1]])
+    # the floor above bin i is level[i + span:]
+    low, high = (suffix_percentiles(level[span:], q) for q in (10, 90))
+    head = level[: len(low)]
+    cuts = content[: len(low)] & (high - low <= FLAT_DB) & (high <= -FLOOR_DB)
+    cuts &= head >= high + DROP_DB
+    found = np.flatnonzero(cuts)
+    return float(freqs[found[-1] if len(found) else np.flatnonzero(content)[-1]])
 
 
 def measure_bandwidth(audio: np.ndarray, sr: int) -> float:
@@ -97,15 +157,12 @@ def measure_bandwidth(audio: np.ndarray, sr: int) -> float:
     frames = _as_frames(audio)
     if frames.shape[1] < 2 or not np.any(frames):
         return 0.0
-    freqs, power = long_term_spectrum(frames, sr)
-    peak = power.max()
-    if peak <= 0.0:
-        return 0.0
-    level = 10.0 * np.log10(np.maximum(power / peak, 1e-30))  # dB re the loudest band
-    content = level >= -RANGE_DB
-    span = int(np.ceil(DROP_SPAN_HZ / (freqs[1] - freqs[0])))
-    for i in np.flatnonzero(content[: max(len(level) - span, 0)])[::-1]:
-        low, high = np.percentile(level[i + span :], [10, 90])
-        if high - low <= FLAT_DB and high <= -FLOOR_DB and level[i] >= high + DROP_DB:
-            return float(freqs[i])
-    return float(freqs[np.flatnonzero(content)[-1]])
+    freqs, blocks = block_spectra(frames, sr, BLOCK_SECONDS)
+    overall = spectrum_cutoff(freqs, blocks.sum(axis=0))
+    energy = blocks.sum(axis=1)
+    active = blocks[energy >= energy.max() * 10 ** (-ACTIVE_DB / 10)]
+    if len(active) < MIN_BLOCKS:
+        return overall
+    cutoffs = [spectrum_cutoff(freqs, block) for block in active]
+    framewise = np.percentile(cutoffs, PERCENTILE, method="lower")  # one block's cutoff
+    return min(overall, float(framewise))
