@@ -73,10 +73,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent
     )
-    os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-    try:
+    try:  # from the temporary's creation on, so that an interruption never leaves it behind
+        os.close(fd)
+        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
