@@ -37,6 +37,9 @@ CROSSOVER_START = 0.88  # cap_band: the generated band starts here (× lr_sr/2),
 CAP_FFT = 2048  # cap_band's and replicate_band's STFT size at hr_sr (46 ms at 44.1 kHz)
 CROSSOVER_WIDTH = 600.0  # Hz of raised-cosine transition below the kept band's top
 REPLICA_SMOOTH = 0.1  # seconds over which replicate_band follows the input's level
+REPLICA_OFFSET = -12.0  # dB: the replicated band starts this far below the top octave's line
+REPLICA_STEEPER = 2.0  # the top octave's slope (dB per octave) extended this many times over
+REPLICA_FADE = (16000.0, 18000.0)  # Hz: the replicated band fades out (raised cosine) over this
 GUARD_HZ = 300.0  # the kept band ends this far below the measured cutoff (its transition)
 PASSTHROUGH_HZ = 19500.0  # content reaching this far is left as it is
 
@@ -169,10 +172,12 @@ def chunk_plan(
 
 
 def replicate_band(highres: torch.Tensor, sr: int, cutoff: float) -> torch.Tensor:
-    """Spectral band replication: `highres` ((C, L) at `sr`) below `cutoff`, and above it the
-    input's own top band shifted up (by whole multiples of 4 bins, so that the STFT's phases
-    stay coherent at a hop of a quarter frame) and shaped per frame (`REPLICA_SMOOTH` seconds)
-    to the level its top octave predicts (`top_octave_target`)."""
+    """Spectral band replication: `highres` ((C, L) at `sr`) kept whole, and added above
+    `cutoff` (a `CROSSOVER_WIDTH` fade-in) the input's own top band shifted up (by whole
+    multiples of 4 bins, so that the STFT's phases stay coherent at a hop of a quarter frame),
+    shaped per frame (`REPLICA_SMOOTH` seconds) to the level its top octave predicts
+    (`top_octave_target`) and faded out over `REPLICA_FADE`, above which mastered music holds
+    next to nothing."""
     n_fft, hop = CAP_FFT, CAP_FFT // 4
     window = torch.hann_window(n_fft, device=highres.device)
     spec = torch.stft(highres, n_fft, hop, window=window, pad_mode="constant", return_complex=True)
@@ -189,8 +194,12 @@ def replicate_band(highres: torch.Tensor, sr: int, cutoff: float) -> torch.Tenso
         band = (freqs >= low) & (freqs < high)
         target = top_octave_target(power_in, freqs, cutoff, math.sqrt(low * high))
         gain[:, band] = 10 ** ((target - _level(power_out, freqs, low, high)) / 20)
+    fade_start, fade_end = REPLICA_FADE
+    position = ((freqs - fade_start) / (fade_end - fade_start)).clamp(0, 1)
+    gain = gain * torch.cos(0.5 * math.pi * position)[:, None] ** 2
     extended = torch.istft(replica * gain, n_fft, hop, window=window, length=highres.shape[-1])
-    return crossover(extended, highres, sr, cutoff)
+    above = crossover(extended, torch.zeros_like(extended), sr, cutoff + CROSSOVER_WIDTH)
+    return highres + above
 
 
 def _smoothed_power(spec: torch.Tensor, frames: int) -> torch.Tensor:
@@ -217,12 +226,15 @@ def top_octave_target(
     power: torch.Tensor, freqs: torch.Tensor, cutoff: float, freq: float
 ) -> torch.Tensor:
     """(C, 1, T) dB per bin at `freq` that the top octave below the crossover predicts: its
-    level, extended with its slope in dB per octave (from [cutoff/4, cutoff/2) to
-    [cutoff/2, cutoff − CROSSOVER_WIDTH)), never rising."""
+    level, `REPLICA_OFFSET` lower, extended with `REPLICA_STEEPER` times its slope in dB per
+    octave (from [cutoff/4, cutoff/2) to [cutoff/2, cutoff − CROSSOVER_WIDTH)), never rising.
+    Measured on produced recordings, music falls faster above a lossy cutoff than its top
+    octave does, and a fill quieter than the truth costs less than a louder one."""
     edge = cutoff - CROSSOVER_WIDTH
     top = _level(power, freqs, cutoff / 2, edge)
     slope = (top - _level(power, freqs, cutoff / 4, cutoff / 2)).clamp(max=0)
-    return top + slope * math.log2(freq / math.sqrt(cutoff / 2 * edge))
+    octaves = math.log2(freq / math.sqrt(cutoff / 2 * edge))
+    return top + REPLICA_OFFSET + REPLICA_STEEPER * slope * octaves
 
 
 def iter_enhance(

@@ -10,7 +10,13 @@ import torch
 import aeromamba
 from aeromamba.data.bandwidth import long_term_spectrum, measure_bandwidth
 from aeromamba.data.synthetic import music_clip
-from aeromamba.enhance import CROSSOVER_WIDTH, GUARD_HZ
+from aeromamba.enhance import (
+    CROSSOVER_WIDTH,
+    GUARD_HZ,
+    REPLICA_FADE,
+    REPLICA_OFFSET,
+    REPLICA_STEEPER,
+)
 from aeromamba.errors import UsageError
 from aeromamba.options import InferenceOptions, OptionError
 
@@ -45,7 +51,32 @@ def test_the_input_band_is_kept_and_the_band_above_filled(model, cutoff):
     assert sr == SR and 10 * np.log10(error) < -60
     above = (cutoff + 500, min(2 * cutoff, 20000))
     filled = band_power(out, *above) / band_power(reference, *above)
-    assert abs(10 * np.log10(filled)) < 6  # the band above is there, near its true level
+    assert -30 < 10 * np.log10(filled) < 3  # the band above is there, not above its true level
+
+
+def level(audio: np.ndarray, low: float, high: float) -> float:
+    """Mean power per bin in [low, high), dB."""
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / SR)
+    return float(10 * np.log10(spectrum[(freqs >= low) & (freqs < high)].mean()))
+
+
+@pytest.mark.parametrize("cutoff", [10000.0, 15000.0])
+def test_the_filled_band_falls_below_the_top_octave_line_and_fades_out(model, cutoff):
+    """Above a high cutoff the band is filled below the input's top octave extended with its
+    slope (REPLICA_OFFSET lower, REPLICA_STEEPER times as steep), and is empty above the
+    fade-out, where mastered music holds nothing."""
+    cut = lowpass(music_clip(8.0, SR, seed=3), cutoff)
+    out, _ = aeromamba.upsample(cut, SR, model)
+    top = cutoff + 200 - GUARD_HZ  # the kept band's top (the measurement reads ~200 Hz high)
+    edge = top - CROSSOVER_WIDTH
+    slope = min(level(cut, top / 2, edge) - level(cut, top / 4, top / 2), 0.0)
+    low, high = top + 500, min(top * 2 ** (1 / 3), REPLICA_FADE[0])
+    octaves = np.log2(np.sqrt(low * high) / np.sqrt(top / 2 * edge))
+    line = level(cut, top / 2, edge) + slope * octaves
+    expected = line + REPLICA_OFFSET + (REPLICA_STEEPER - 1) * slope * octaves
+    assert abs(level(out, low, high) - expected) < 3
+    assert level(out, REPLICA_FADE[1] + 200, SR / 2) < level(cut, top / 2, edge) - 50
 
 
 def test_full_band_input_passes_through_unchanged(model):
