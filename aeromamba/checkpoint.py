@@ -252,8 +252,11 @@ def _checked_package(raw: Any, path: Path) -> dict[str, Any]:
         if name == "generator" or name in raw:
             _model_spec(raw, name, path)
     best = raw.get("best", {})
-    if not (isinstance(best, dict) and all(_is_state(v) for v in best.values())):
-        raise CheckpointError(f"{path}: its 'best' entry is not a dict of state dicts")
+    networks = ("generator", "discriminator")
+    if not (isinstance(best, dict) and all(_is_state(best[k]) for k in networks if k in best)):
+        raise CheckpointError(f"{path}: its 'best' entry does not hold state dicts")
+    if "ema" in raw and not _is_state(raw["ema"]):
+        raise CheckpointError(f"{path}: its 'ema' entry is not a state dict")
     for key, kind in _PACKAGE_TYPES.items():
         if key in raw and not isinstance(raw[key], kind):
             raise CheckpointError(f"{path}: its {key!r} entry is not a {kind.__name__}")

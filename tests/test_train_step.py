@@ -126,6 +126,7 @@ def test_moving_average_follows_the_weights_and_survives_a_resume():
     with solver._ema_weights():
         torch.testing.assert_close(solver.generator.state_dict()[moved[0]], solver.ema[moved[0]])
     assert torch.equal(solver.generator.state_dict()[moved[0]], after[moved[0]]), "restored"
+    solver._save_best("lsd_hf", 1.5, "ema")  # best.pt from the average, as train() may choose
     solver._save()
     resumed = Solver(
         make_generator("aeromamba", channels=8),
@@ -141,6 +142,8 @@ def test_moving_average_follows_the_weights_and_survives_a_resume():
     )
     for key in moved:
         torch.testing.assert_close(resumed.ema[key], solver.ema[key])
+    assert resumed.best["weights"] == "ema" and resumed.best["value"] == 1.5
+    torch.testing.assert_close(resumed.best["generator"][moved[0]], solver.ema[moved[0]])
 
 
 def test_mel_term_joins_the_generator_loss_when_weighted():
