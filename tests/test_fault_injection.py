@@ -36,11 +36,13 @@ SLOW_SAVE = textwrap.dedent(
         original(obj, buffer, *args, **kwargs)
         data = buffer.getvalue()
         marker.touch()
-        with open(f, "wb") as out:
-            for start in range(0, len(data), len(data) // 8 + 1):
-                out.write(data[start : start + len(data) // 8 + 1])
-                out.flush()
-                time.sleep(0.05)
+        out = f if hasattr(f, "write") else open(f, "wb")  # a file object or a path
+        for start in range(0, len(data), len(data) // 8 + 1):
+            out.write(data[start : start + len(data) // 8 + 1])
+            out.flush()
+            time.sleep(0.05)
+        if out is not f:
+            out.close()
         marker.unlink()
 
     torch.save = slow_save
