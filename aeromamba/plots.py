@@ -12,6 +12,7 @@ from aeromamba.files import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 MAX_FRAMES = 2000  # more columns than a figure has pixels only costs memory on long files
 
@@ -62,12 +63,7 @@ def plot_spectrograms(
     axes[-1, 0].set_xlabel("seconds")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 LEVEL_LIMIT_DB = 30.0  # bars beyond ± this (e.g. a baseline with no band at all) are cut
@@ -128,6 +124,13 @@ def plot_band_levels(summary: dict, path: str | os.PathLike, title: str = "") ->
     level.legend(fontsize=8)
     if title:
         fig.suptitle(f"generated band: {title}")
+    return _save_png(fig, path)
+
+
+def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
+    """Lay out `fig`, write it atomically as a PNG at `path`, close it; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
