@@ -72,3 +72,12 @@ def tiny_corpus(tmp_path_factory) -> Path:
     write_synthetic_corpus(root / "raw", 1.0, seed=1, workers=1, progress=False)
     prepare_corpus(root / "raw", root / "prepared", workers=1, progress=False)
     return root / "prepared"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (its tests compare timings or run many small passes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

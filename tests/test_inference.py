@@ -32,12 +32,7 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 WHOLE_BAND = InferenceOptions(keep_band=False, keep_lowband=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Repeat(nn.Module):

@@ -23,13 +23,7 @@ from aeromamba.inference import predict_files
 from aeromamba.models import make_generator
 from aeromamba.options import InferenceOptions
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Stub(nn.Module):
