@@ -1,5 +1,5 @@
-"""Training losses: multi-resolution STFT, multi-resolution log-mel, hinge GAN and feature
-matching.
+"""Training losses: multi-resolution STFT, multi-resolution log-mel, band envelope, hinge GAN
+and feature matching.
 
 Waveforms are (B, 1, L); discriminator outputs are, per scale, the list of every layer's
 features, the last one being the score map.
@@ -101,6 +101,53 @@ class MultiResolutionMelLoss(nn.Module):
             for i in range(len(self.resolutions))
         )
         return total / len(self.resolutions)
+
+
+#: Edges (Hz) of the bands of the band envelope loss: the high band of an 11,025 Hz input,
+#: 5.5-20 kHz, in eight bands about a third of an octave wide at the bottom.
+ENVELOPE_EDGES = (11025 / 2, 7000.0, 8500.0, 10000.0, 12000.0, 14000.0, 16000.0, 18000.0, 20000.0)
+
+
+class BandEnvelopeLoss(nn.Module):
+    """Level and envelope of the high band, in log10 power (1 = 10 dB), estimate against target.
+
+    One STFT (n_fft 1024, hop 256, Hann); a band's power in a frame is the mean |X|² over its
+    bins (`ENVELOPE_EDGES`). Per clip and band: |log10 of the mean power over frames| error (the
+    long-term level, as the `band_level` metric measures it) plus the mean over frames of
+    |log10 frame power| error (the envelope). Powers are summed over bins before the log, so
+    a noise-like band has no log-domain bias toward dull, and every band weighs alike however
+    quiet it is.
+    """
+
+    def __init__(self, sr: int, n_fft: int = 1024, hop: int = 256, floor: float = 1e-9) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.floor = n_fft, hop, floor
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        freqs = torch.arange(n_fft // 2 + 1) * (sr / n_fft)
+        edges = torch.tensor(ENVELOPE_EDGES)
+        member = (freqs[None] > edges[:-1, None]) & (freqs[None] <= edges[1:, None])
+        if not member.any(dim=1).all():
+            raise ValueError(f"a band of {ENVELOPE_EDGES} has no STFT bin at {sr} Hz")
+        averaging = member.float() / member.sum(dim=1, keepdim=True)
+        self.register_buffer("averaging", averaging, persistent=False)
+
+    def _band_power(self, x: torch.Tensor) -> torch.Tensor:
+        """(clips, bands, frames) mean power per bin of each band."""
+        z = torch.stft(
+            x.reshape(-1, x.shape[-1]).float(),
+            self.n_fft,
+            self.hop,
+            self.n_fft,
+            self.window,
+            return_complex=True,
+        )
+        return self.averaging @ (z.real.square() + z.imag.square())
+
+    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        est, ref = self._band_power(estimate), self._band_power(target)
+        level = (est.mean(-1) + self.floor).log10() - (ref.mean(-1) + self.floor).log10()
+        envelope = (est + self.floor).log10() - (ref + self.floor).log10()
+        return level.abs().mean() + envelope.abs().mean()
 
 
 def discriminator_loss(

@@ -108,3 +108,41 @@ def test_mel_loss_weighs_a_level_error_alike_in_quiet_and_loud_bands():
     # quiet band far less than one of the loud band
     share = (freqs > 8000).float().mean()
     assert stft(quieter_high, reference) / share < 0.5 * stft(quieter_low, reference) / (1 - share)
+
+
+def _shaped(noise: torch.Tensor, gain) -> torch.Tensor:
+    """`noise` with its spectrum multiplied by gain(freqs)."""
+    freqs = torch.fft.rfftfreq(noise.shape[-1], 1 / 44100)
+    return torch.fft.irfft(torch.fft.rfft(noise) * gain(freqs), n=noise.shape[-1])
+
+
+def test_envelope_loss_costs_a_high_band_level_error_in_log_power():
+    from aeromamba.losses import ENVELOPE_EDGES, BandEnvelopeLoss
+
+    torch.manual_seed(0)
+    loss = BandEnvelopeLoss(44100)
+    dark = _shaped(torch.randn(2, 1, 44100), lambda f: torch.where(f > 5000, 0.01, 1.0))
+    assert loss(dark, dark).item() < 1e-6
+    # the whole high band 6 dB low: log10(4) on the level and on every frame
+    dull = _shaped(dark, lambda f: torch.where(f > 5000, 0.5, 1.0))
+    assert loss(dull, dark).item() == pytest.approx(2 * math.log10(4), rel=0.03)
+    # one band of eight 6 dB low costs an eighth of it, even 40 dB under the low band
+    band = (ENVELOPE_EDGES[3], ENVELOPE_EDGES[4])
+    one = _shaped(dark, lambda f: torch.where((f > band[0]) & (f <= band[1]), 0.5, 1.0))
+    assert loss(one, dark).item() == pytest.approx(2 * math.log10(4) / 8, rel=0.1)
+    # the input's own band is not its business
+    low = _shaped(dark, lambda f: torch.where(f < 5000, 0.5, 1.0))
+    assert loss(low, dark).item() < 0.02
+
+
+def test_envelope_loss_is_least_at_the_right_level_for_unpredictable_noise():
+    from aeromamba.losses import BandEnvelopeLoss
+
+    torch.manual_seed(1)
+    loss = BandEnvelopeLoss(44100)
+    target, other = torch.randn(4, 1, 44100), torch.randn(4, 1, 44100)
+    costs = {g: loss(g * other, target).item() for g in (0.5, 0.7, 0.85, 1.0, 1.2, 1.4, 2.0)}
+    assert min(costs, key=costs.get) == 1.0, costs
+    # and it follows the target's envelope: a band that swells is cheaper matched than flat
+    swell = torch.linspace(0.2, 1.0, 44100)
+    assert loss(other * swell, target * swell) < 0.5 * loss(other * swell.mean(), target * swell)

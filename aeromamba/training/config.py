@@ -47,6 +47,7 @@ class TrainConfig:
     discriminator_warmup: int = 0
     lambda_features: float = 100.0
     lambda_mel: float = 0.0
+    lambda_envelope: float = 0.0
     ema_decay: float = 0.0
     eval_every: int = 1
     valid_metric: str = "lsd"
@@ -129,6 +130,7 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
         ("beta2", cfg.beta2, _fraction, "in [0, 1)"),
         ("lambda_features", cfg.lambda_features, _non_negative, "a number >= 0"),
         ("lambda_mel", cfg.lambda_mel, _non_negative, "a number >= 0"),
+        ("lambda_envelope", cfg.lambda_envelope, _non_negative, "a number >= 0"),
         ("ema_decay", cfg.ema_decay, _fraction, "in [0, 1) (0: no moving average)"),
         ("adversarial_start", cfg.adversarial_start, _int_from(0), "a whole number >= 0"),
         ("discriminator_warmup", cfg.discriminator_warmup, _int_from(0), "a whole number >= 0"),

@@ -33,6 +33,7 @@ from aeromamba.devices import AMP_DTYPES
 from aeromamba.errors import RunError
 from aeromamba.files import atomic_path, remove_stale_temporaries
 from aeromamba.losses import (
+    BandEnvelopeLoss,
     MultiResolutionMelLoss,
     MultiResolutionSTFTLoss,
     discriminator_loss,
@@ -77,6 +78,9 @@ class Solver:
         self.stft_loss = MultiResolutionSTFTLoss().to(device)
         self.mel_loss = (
             MultiResolutionMelLoss(generator.hr_sr).to(device) if cfg.lambda_mel else None
+        )
+        self.envelope_loss = (
+            BandEnvelopeLoss(generator.hr_sr).to(device) if cfg.lambda_envelope else None
         )
         self.ema: dict[str, torch.Tensor] | None = None  # the moving average, when ema_decay > 0
         self.train_set, self.valid_set = train_set, valid_set
@@ -401,6 +405,10 @@ class Solver:
                 mel = self.mel_loss(fake, hr)
                 loss = loss + self.cfg.lambda_mel * mel
                 stats["mel"] = mel.item()
+            if self.envelope_loss is not None:
+                envelope = self.envelope_loss(fake, hr)
+                loss = loss + self.cfg.lambda_envelope * envelope
+                stats["envelope"] = envelope.item()
             if gan:  # during the warm-up the discriminator learns on its own
                 real_feats = self.d_model(hr)
                 fake_feats = self.d_model(fake if g_gan else fake.detach())
