@@ -105,8 +105,8 @@ def test_adversarial_schedule_stft_then_discriminator_warmup_then_gan():
         d_now = solver.discriminator.state_dict()
         d_moved = any(not torch.equal(d_now[k], d_before[k]) for k in d_before)
         assert d_moved == (step >= 1), step  # the discriminator trains from adversarial_start
-    assert seen[0] == ["grad_norm_g", "mrstft"]
-    assert seen[1] == ["discriminator", "grad_norm_d", "grad_norm_g", "mrstft"]
+    assert seen[0] == ["grad_norm_g", "lr", "mrstft"]
+    assert seen[1] == ["discriminator", "grad_norm_d", "grad_norm_g", "lr", "mrstft"]
     assert "adversarial" in seen[2] and "features" in seen[2]
 
 
@@ -156,3 +156,15 @@ def test_an_extra_term_joins_the_generator_loss_only_when_weighted(term):
     # the weighted loss moved the weights differently from the STFT loss alone
     after_plain, after_weighted = plain.generator.state_dict(), weighted.generator.state_dict()
     assert any(not torch.equal(after_plain[k], v) for k, v in after_weighted.items())
+
+
+def test_each_step_takes_the_scheduled_rate_for_both_optimisers():
+    solver = small_solver(True, lr=1e-3, lr_schedule="cosine", lr_start=1, lr_period=2)
+    lr, hr = torch.randn(2, 1, 2048) * 0.1, torch.randn(2, 1, 8192) * 0.1
+    rates = []
+    for _ in range(4):
+        rates.append(solver.train_step(lr, hr)["lr"])
+        solver.step += 1
+        groups = (*solver.opt_g.param_groups, *solver.opt_d.param_groups)
+        assert {g["lr"] for g in groups} == {rates[-1]}
+    assert rates == pytest.approx([1e-3, 1e-3, 5e-4, 0.0])

@@ -19,9 +19,11 @@ from omegaconf import DictConfig
 from aeromamba.cli import device_option
 from aeromamba.errors import UsageError
 from aeromamba.files import atomic_path
+from aeromamba.training.schedule import SCHEDULES
 
 CHOICES = {
     "valid_metric": ("lsd", "lsd_hf", "paqm"),
+    "lr_schedule": SCHEDULES,
     "amp": ("none", "bf16", "fp16"),
     "batch_size_mode": ("per_process", "global"),
     "wandb.mode": ("online", "offline", "disabled"),
@@ -40,6 +42,10 @@ class TrainConfig:
     epochs: int
     batch_size: int
     lr: float = 3e-4
+    lr_schedule: str = "constant"
+    lr_start: int = 0
+    lr_period: int = 1
+    lr_min: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
     adversarial: bool = True
@@ -126,6 +132,9 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
     rules: list[tuple[str, Any, Callable[[Any], bool], str]] = [
         ("epochs", cfg.epochs, _int_from(1), "a whole number >= 1"),
         ("lr", cfg.lr, _positive, "a positive number"),
+        ("lr_start", cfg.lr_start, _int_from(0), "a whole number >= 0 (a step)"),
+        ("lr_period", cfg.lr_period, _int_from(1), "a whole number >= 1 (steps)"),
+        ("lr_min", cfg.lr_min, _non_negative, "a number >= 0"),
         ("beta1", cfg.beta1, _fraction, "in [0, 1)"),
         ("beta2", cfg.beta2, _fraction, "in [0, 1)"),
         ("lambda_features", cfg.lambda_features, _non_negative, "a number >= 0"),

@@ -44,6 +44,7 @@ from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.training.config import TrainConfig
 from aeromamba.training.distributed import World, mean_across
 from aeromamba.training.logging import RunLogger
+from aeromamba.training.schedule import learning_rate
 
 log = logging.getLogger("aeromamba.train")
 
@@ -394,7 +395,13 @@ class Solver:
         sees `fake` as detached; and the generator's pass goes back through D(fake) alone
         (the real features enter its loss detached).
         """
-        stats: dict[str, float] = {}
+        cfg = self.cfg
+        rate = learning_rate(
+            self.step, cfg.lr, cfg.lr_schedule, cfg.lr_start, cfg.lr_period, cfg.lr_min
+        )
+        for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+            group["lr"] = rate
+        stats: dict[str, float] = {"lr": rate}
         gan = self.cfg.adversarial and self.step >= self.cfg.adversarial_start
         g_gan = gan and self.step >= self.cfg.adversarial_start + self.cfg.discriminator_warmup
         with self._autocast():
