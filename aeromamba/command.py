@@ -245,5 +245,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     jobs = plan_jobs(args.inputs, args.output, f".{args.format}")
     summary = upsample_paths(jobs, settings_of(args))
-    print(summary.report())
+    print(summary.report(redo="--overwrite"))
     return 1 if summary.failed else 0

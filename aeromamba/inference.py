@@ -296,12 +296,13 @@ class Summary:
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
 
-    def report(self) -> str:
-        """One line of counts and speed, then one `FAILED <reason naming the file>` per failure."""
+    def report(self, redo: str = "overwrite=true") -> str:
+        """One line of counts and speed, then one `FAILED <reason naming the file>` per failure;
+        `redo` is the option that rewrites existing outputs, in the caller's syntax."""
         speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
             f"{len(self.done)} done, {len(self.skipped)} skipped (output exists; "
-            f"overwrite=true to redo), {len(self.not_audio)} not audio, {len(self.failed)} "
+            f"{redo} to redo), {len(self.not_audio)} not audio, {len(self.failed)} "
             f"failed; {self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
             f"({speed:.2f} audio seconds per second)"
         ]

@@ -98,6 +98,9 @@ def test_a_name_with_commas_spaces_and_brackets_just_works(tmp_path, small_check
     for written in (tmp_path / "out" / NAME, tmp_path / "out" / "album" / "a [b], c.wav"):
         info = sf.info(written)
         assert (info.samplerate, info.frames) == (44100, 44100)
+    assert main([*argv, "--checkpoint", str(small_checkpoint), "--threads", "1"]) == 0
+    again = capsys.readouterr().out
+    assert "0 done, 2 skipped (output exists; --overwrite to redo)" in again, again
 
 
 def test_upsample_without_a_model_uses_the_bundled_one():
