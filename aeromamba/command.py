@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_band_cap,
         metavar="DB",
         help="attenuate the generated band where it stands more than DB above the input's "
-        "top-octave slope extended, or off (default: the checkpoint's; the bundled model: 0)",
+        "top-octave slope extended, or off (default: the checkpoint's; the bundled model: none)",
     )
     model.add_argument(
         "--amp",

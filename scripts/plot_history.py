@@ -4,6 +4,8 @@ python scripts/plot_history.py RUN/history.json [RUN2/history.json ...] OUT.png
 
 Several histories are stages of one model (a run continued with `continue_from=`): they are
 drawn one after the other on a common axis of optimiser steps, a dotted line between stages.
+A stage whose steps go on from the previous one's (a run directory copied from it) keeps
+them.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ def main() -> None:
     parser.add_argument("history", nargs="+", help="history.json of each stage, in order")
     parser.add_argument("out")
     args = parser.parse_args()
-    history, offset, boundaries = [], 0, []
+    history, offset, last, boundaries = [], 0, 0, []
     for path in args.history:
         stage = json.loads(Path(path).read_text())
-        history += [{**entry, "step": entry["step"] + offset} for entry in stage]
-        offset = history[-1]["step"]
+        # a stage branched from the previous run's checkpoint counts on from that run's steps
+        shift = offset - last if 0 < last < stage[0]["step"] else offset
+        history += [{**entry, "step": entry["step"] + shift} for entry in stage]
+        offset, last = history[-1]["step"], stage[-1]["step"]
         boundaries.append(offset)
     steps = [entry["step"] for entry in history]
     train_keys = [k for k in history[0]["train"] if not k.startswith("grad_norm")]

@@ -121,10 +121,13 @@ def test_channels_last_layout_and_a_transposed_array_is_refused(model):
 
 def test_one_set_of_defaults(model):
     options = InferenceOptions.for_model(model)
-    assert options.band_cap == 0.0  # the bundled model's metadata
-    assert InferenceOptions.for_model(torch.nn.Identity()).band_cap is None  # none stored
-    assert InferenceOptions.from_config(model, {"band_cap": "off"}).band_cap is None
-    assert InferenceOptions.from_config(model, {"band_cap": None}).band_cap == 0.0
+    assert options.band_cap is None  # the bundled model's metadata sets no cap
+    capped = torch.nn.Identity()
+    capped.postprocessing = {"band_cap": 0.0}  # as load_model attaches a checkpoint's
+    assert InferenceOptions.for_model(capped).band_cap == 0.0
+    assert InferenceOptions.from_config(capped, {"band_cap": "off"}).band_cap is None
+    assert InferenceOptions.from_config(capped, {"band_cap": None}).band_cap == 0.0
+    assert InferenceOptions.from_config(model, {"band_cap": 3.0}).band_cap == 3.0
     with pytest.raises(OptionError, match="chunk"):
         InferenceOptions(chunk=0.1)
     with pytest.raises(OptionError, match="chunck"):

@@ -164,7 +164,9 @@ import aeromamba
 checkout = Path(sys.argv[1])
 assert checkout not in Path(aeromamba.__file__).resolve().parents, aeromamba.__file__
 model = aeromamba.load_pretrained()
-assert model.postprocessing == {"band_cap": 0.0}, model.postprocessing
+shipped = checkout / "aeromamba" / "pretrained" / "aeromamba.pt"
+assert Path(aeromamba.PRETRAINED).read_bytes() == shipped.read_bytes(), "the checkout's model"
+assert sum(p.numel() for p in model.parameters()) > 10**6
 print("bundled model from", aeromamba.PRETRAINED)
 """
 
