@@ -114,9 +114,9 @@ class BandEnvelopeLoss(nn.Module):
     One STFT (n_fft 1024, hop 256, Hann); a band's power in a frame is the mean |X|² over its
     bins (`ENVELOPE_EDGES`). Per clip and band: |log10 of the mean power over frames| error (the
     long-term level, as the `band_level` metric measures it) plus the mean over frames of
-    |log10 frame power| error (the envelope). Powers are summed over bins before the log, so
-    a noise-like band has no log-domain bias toward dull, and every band weighs alike however
-    quiet it is.
+    |log10 frame power| error (the envelope). Powers are averaged over bins before the log,
+    so a noise-like band has no log-domain bias toward dull, and every band weighs alike
+    however quiet it is.
     """
 
     def __init__(self, sr: int, n_fft: int = 1024, hop: int = 256, floor: float = 1e-9) -> None:
