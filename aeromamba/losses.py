@@ -7,6 +7,8 @@ features, the last one being the score map.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -18,11 +20,21 @@ MEL_RESOLUTIONS = ((512, 128, 40), (1024, 256, 80), (2048, 512, 160))
 
 class MultiResolutionSTFTLoss(nn.Module):
     """0.5 · spectral convergence + 0.5 · L1 of log magnitudes, each averaged over the
-    resolutions (n_fft, hop, win) with Hann windows."""
+    resolutions (n_fft, hop, win) with Hann windows.
 
-    def __init__(self, resolutions: tuple[tuple[int, int, int], ...] = RESOLUTIONS) -> None:
+    With `min_freq` > 0 (Hz, at sample rate `sr`) both terms see only the bins from
+    `min_freq` up: the loss of the generated band alone.
+    """
+
+    def __init__(
+        self,
+        resolutions: tuple[tuple[int, int, int], ...] = RESOLUTIONS,
+        sr: int = 44100,
+        min_freq: float = 0.0,
+    ) -> None:
         super().__init__()
         self.resolutions = resolutions
+        self.first_bins = [math.ceil(min_freq * n_fft / sr) for n_fft, _, _ in resolutions]
         for index, (_, _, win) in enumerate(resolutions):
             self.register_buffer(f"window{index}", torch.hann_window(win), persistent=False)
 
@@ -36,6 +48,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             getattr(self, f"window{index}"),
             return_complex=True,
         )
+        z = z[:, self.first_bins[index] :]
         return torch.sqrt(torch.clamp(z.real**2 + z.imag**2, min=1e-7))
 
     def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

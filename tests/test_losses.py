@@ -51,6 +51,22 @@ def test_stft_loss_matches_its_definition(target):
     assert MultiResolutionSTFTLoss()(est, target).item() == pytest.approx(expected.item(), 1e-5)
 
 
+def test_stft_loss_from_min_freq_ignores_the_band_below(target):
+    """Below `min_freq` a wrong estimate costs nothing; above it, as much as in the full loss."""
+    sr, cut = 44100, 5000.0
+    spectrum = torch.fft.rfft(target)
+    freqs = torch.fft.rfftfreq(target.shape[-1], 1 / sr)
+    low = torch.fft.irfft(spectrum * (freqs < cut - 600), n=target.shape[-1])
+    high = target - low
+    banded = MultiResolutionSTFTLoss(sr=sr, min_freq=cut)
+    assert banded(high, target).item() < 0.02  # the low band missing (up to window leakage)
+    assert MultiResolutionSTFTLoss()(high, target).item() > 10 * banded(high, target).item()
+    assert banded(low, target).item() > 0.5  # the high band missing
+    assert banded(0.5 * target, target).item() == pytest.approx(
+        0.5 * 0.5 + 0.5 * math.log(2), rel=1e-3
+    )  # a 6 dB error: spectral convergence 0.5, log distance ln 2, wherever they are seen
+
+
 def test_hinge_losses_on_hand_made_scores():
     real = [[torch.tensor([2.0, 0.5])], [torch.tensor([1.0, -1.0])]]
     fake = [[torch.tensor([-2.0, 0.0])], [torch.tensor([0.5, -0.5])]]

@@ -51,7 +51,9 @@ class TrainConfig:
     adversarial: bool = True
     adversarial_start: int = 0
     discriminator_warmup: int = 0
+    lambda_adversarial: float = 1.0
     lambda_features: float = 100.0
+    stft_min_freq: float = 0.0
     lambda_mel: float = 0.0
     lambda_envelope: float = 0.0
     ema_decay: float = 0.0
@@ -137,7 +139,9 @@ def check_config(cfg: DictConfig, run_dir: Path | None = None) -> None:
         ("lr_min", cfg.lr_min, _non_negative, "a number >= 0"),
         ("beta1", cfg.beta1, _fraction, "in [0, 1)"),
         ("beta2", cfg.beta2, _fraction, "in [0, 1)"),
+        ("lambda_adversarial", cfg.lambda_adversarial, _non_negative, "a number >= 0"),
         ("lambda_features", cfg.lambda_features, _non_negative, "a number >= 0"),
+        ("stft_min_freq", cfg.stft_min_freq, _non_negative, "a number >= 0 (Hz)"),
         ("lambda_mel", cfg.lambda_mel, _non_negative, "a number >= 0"),
         ("lambda_envelope", cfg.lambda_envelope, _non_negative, "a number >= 0"),
         ("ema_decay", cfg.ema_decay, _fraction, "in [0, 1) (0: no moving average)"),

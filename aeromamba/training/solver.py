@@ -76,7 +76,8 @@ class Solver:
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), cfg.lr, betas=betas)
-        self.stft_loss = MultiResolutionSTFTLoss().to(device)
+        self.stft_loss = MultiResolutionSTFTLoss(sr=generator.hr_sr, min_freq=cfg.stft_min_freq)
+        self.stft_loss.to(device)
         self.mel_loss = (
             MultiResolutionMelLoss(generator.hr_sr).to(device) if cfg.lambda_mel else None
         )
@@ -420,11 +421,12 @@ class Solver:
                 real_feats = self.d_model(hr)
                 fake_feats = self.d_model(fake if g_gan else fake.detach())
                 d_loss = discriminator_loss(real_feats, fake_feats)
-            if g_gan:
+            if gan:  # logged during the warm-up too: what the terms would weigh
                 adv = generator_adversarial_loss(fake_feats)
                 feat = feature_matching_loss(real_feats, fake_feats, self.cfg.lambda_features)
-                loss = loss + adv + feat
                 stats["adversarial"], stats["features"] = adv.item(), feat.item()
+            if g_gan:
+                loss = loss + self.cfg.lambda_adversarial * adv + feat
         self._check("generator", loss)
         if gan:
             self._check("discriminator", d_loss)
