@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import resource
 import struct
 import sys
 import tarfile
@@ -156,3 +157,14 @@ def fake_release_class(monkeypatch: Any, module: str, name: str) -> type:
         )
     setattr(sys.modules[module], name, cls)
     return cls
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory. Linux's `ru_maxrss` keeps the peak of the process
+    that forked it (across exec); `VmHWM` is this program's own."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

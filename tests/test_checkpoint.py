@@ -311,14 +311,15 @@ def test_deflate_bomb_is_refused_before_inflating(tmp_path):
     bomb = tmp_path / "bomb.pt"
     bomb.write_bytes(deflate_bomb(512 << 20))
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from aeromamba.checkpoint import CheckpointError, load_checkpoint\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "from tests.checkpoint_payloads import peak_rss_kib\n"
+        "before = peak_rss_kib()\n"
         "try:\n"
         "    load_checkpoint(sys.argv[1])\n"
         "except CheckpointError as err:\n"
         "    print(err)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+        "print((peak_rss_kib() - before) // 1024)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(bomb)],

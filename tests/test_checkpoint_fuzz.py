@@ -7,7 +7,7 @@ Every mutation kind runs on every valid file in each of `ROUNDS` rounds, each ca
 its own variant (which bytes, which members, which payload), so that few cases cover every
 kind. The valid files are the same bytes in every run (`save_checkpoint` is reproducible), so
 a seed reproduces its cases. The cases run in a child process, so that its peak memory
-(`ru_maxrss`) is theirs alone."""
+(`VmHWM`) is theirs alone."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import io
 import json
 import pickle
 import random
-import resource
 import subprocess
 import sys
 import zipfile
@@ -33,7 +32,7 @@ from aeromamba.checkpoint import (
     save_checkpoint,
 )
 from aeromamba.models import make_discriminator, make_generator
-from tests.checkpoint_payloads import Payload, deflate_bomb, marker, replace_member
+from tests.checkpoint_payloads import Payload, deflate_bomb, marker, peak_rss_kib, replace_member
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 4
@@ -203,7 +202,7 @@ def run_cases(folder: Path, release: Path, rounds: int, seed: int) -> dict:
     results.append(("deflate_bomb", _load(path, deflate_bomb(2 << 30))))
     outcomes = Counter(result for _, result in results)
     unexpected = [f"{name}: {r}" for name, r in results if r not in ("loaded", "refused")]
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    maxrss = peak_rss_kib()
     return {
         "seeds": [_load(path, data) for data in seeds],
         "kinds": Counter(name for name, _ in results),

@@ -89,7 +89,7 @@ def test_forward_is_the_inference_scan():
 
 def test_same_gradients_with_any_thread_count():
     inputs = gated_inputs(5, 3, 2 * CHUNK + 5, 16)
-    weights = torch.randn(5, 3, 2 * CHUNK + 5)
+    weights = torch.randn(5, 3, 2 * CHUNK + 5, generator=torch.Generator().manual_seed(1))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -99,8 +99,9 @@ def test_same_gradients_with_any_thread_count():
     finally:
         torch.set_num_threads(threads)
     for name, a, b in zip(NAMES, one, many, strict=True):
-        if name in ("A", "D"):  # sums of per-thread parts, added in another order
-            assert torch.allclose(a, b, rtol=1e-6, atol=1e-6), name
+        if name in ("A", "D"):  # sums of per-thread parts, added in another order: float32
+            # rounding of the largest parts, not of each element, bounds the difference
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6 * b.abs().max().item()), name
         else:  # each element computed by one thread, as with one thread
             assert torch.equal(a, b), name
 
