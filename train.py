@@ -27,6 +27,7 @@ from aeromamba.cli import Terminated, entry_point, fail
 from aeromamba.data import PairedSegments, ensure_prepared
 from aeromamba.devices import select_device
 from aeromamba.errors import UsageError
+from aeromamba.files import atomic_path
 from aeromamba.models import Aero, MultiScaleDiscriminator
 from aeromamba.summary import count_parameters, structure_summary
 from aeromamba.training.config import check_config, train_config
@@ -80,6 +81,16 @@ def _datasets(cfg: DictConfig, batch_size: int) -> tuple[PairedSegments, Dataset
         step = len(valid_set) / cfg.max_valid_items  # spread over the files, deterministic
         return train_set, Subset(valid_set, [int(i * step) for i in range(cfg.max_valid_items)])
     return train_set, valid_set
+
+
+def record_config(cfg: DictConfig, run_dir: Path) -> None:
+    """The run's composed config and command-line overrides, in `run_dir/.hydra` as Hydra names
+    them; written here, once the run holds the directory, so that a refused second training
+    never replaces the record of the one that runs."""
+    overrides = OmegaConf.create(list(HydraConfig.get().overrides.task))
+    for name, content in (("config.yaml", cfg), ("overrides.yaml", overrides)):
+        with atomic_path(run_dir / ".hydra" / name) as tmp:
+            OmegaConf.save(content, tmp)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> None:
@@ -147,6 +158,8 @@ def main(cfg: DictConfig) -> None:
     first_process = int(os.environ.get("RANK", "0")) == 0  # torchrun's rank 0 holds the run
     try:
         with hold_run_directory(run_dir) if first_process else nullcontext():
+            if first_process:
+                record_config(cfg, run_dir)
             run(cfg, run_dir)
     except (KeyboardInterrupt, Terminated) as stop:
         checkpoint = run_dir / "checkpoint.pt"

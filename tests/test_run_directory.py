@@ -178,6 +178,9 @@ def test_the_hold_ends_with_a_killed_holder(tmp_path: Path):
 def test_a_second_training_on_a_held_run_directory_is_refused(tiny_corpus: Path, tmp_path: Path):
     run = tmp_path / "run"
     with hold_run_directory(run):
+        record = run / ".hydra" / "config.yaml"
+        record.parent.mkdir()
+        record.write_text("the holder's record\n")
         result = subprocess.run(
             train_argv(tiny_corpus, run, "epochs=1", "max_steps_per_epoch=1"),
             capture_output=True,
@@ -189,3 +192,4 @@ def test_a_second_training_on_a_held_run_directory_is_refused(tiny_corpus: Path,
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and f"pid {os.getpid()}" in errors[0], output[-2000:]
     assert not (run / "checkpoint.pt").exists()
+    assert record.read_text() == "the holder's record\n"  # the refused run leaves it alone

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tiny_runs import train_argv
 
 from aeromamba.checkpoint import load_checkpoint, load_generator
@@ -53,6 +54,8 @@ def test_training_reduces_losses(corpus, tmp_path):
             assert torch.isfinite(torch.tensor(entry["train"][key])), key
     best = load_generator(run / "best.pt")
     assert best(torch.randn(1, 1, 2000)).shape == (1, 1, 8000)
+    recorded = OmegaConf.load(run / ".hydra" / "config.yaml")  # the run's own record
+    assert recorded.epochs == 3 and "epochs=3" in OmegaConf.load(run / ".hydra" / "overrides.yaml")
 
 
 def test_killed_run_resumes_from_next_epoch(corpus, tmp_path):
