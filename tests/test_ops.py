@@ -58,6 +58,7 @@ def test_conv_forward_takes_weight_and_bias_and_serves_forward(conv: nn.Module):
     assert "_conv_forward" in inspect.getsource(type(conv).forward)
 
 
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # the storage torch.save pickles
 def test_checkpoint_rebuild_functions_exist():
     t = torch.arange(6.0)
     rebuilt = torch._utils._rebuild_tensor_v2(t.storage(), 0, (2, 3), (3, 1), False, {})
