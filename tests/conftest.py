@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+RELEASE_FILES = ("checkpoint.th", "generator_best.th")
 
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # parallel workers share the cores between them
     torch.set_num_threads(
         max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     )
-RELEASE_FILES = ("checkpoint.th", "generator_best.th")
 
 
 @pytest.fixture(scope="session")
